@@ -1,0 +1,202 @@
+"""Artifact cache: checkpoints and results keyed by stage, settings, data and code, with provenance."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+import satnb
+from satnb.config import cache_dir
+
+PACKAGE_DIR = Path(satnb.__file__).resolve().parent
+
+
+class ArtifactError(RuntimeError):
+    """A stored artifact is unreadable or does not fit; the message says how to recover."""
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """Return a hash of satnb's own source, so a code change never serves a stale result."""
+    h = hashlib.blake2b(digest_size=8)
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        h.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=1)
+def git_commit() -> str | None:
+    """Return the git commit of the checkout satnb runs from (None outside a checkout)."""
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_DIR, capture_output=True, text=True,
+                             timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if out.returncode != 0:
+        return None
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=PACKAGE_DIR, capture_output=True,
+                           text=True, timeout=5).stdout.strip()
+    return out.stdout.strip() + ("+dirty" if dirty else "")
+
+
+def canonical_json(obj: Any) -> str:
+    """Serialise settings in a stable order (the basis of cache keys)."""
+    return json.dumps(obj, sort_keys=True, default=_jsonable, separators=(",", ":"))
+
+
+def _jsonable(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "__dataclass_fields__"):
+        import dataclasses
+        return dataclasses.asdict(obj)
+    if isinstance(obj, (Path, torch.device, torch.dtype)):
+        return str(obj)
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"cannot record {type(obj).__name__} in settings")
+
+
+def provenance(profile: str | None = None, dataset: dict | None = None, seed: int | None = None,
+               wall_time_s: float | None = None, device: str | None = None, **extra: Any) -> dict:
+    """Return the record attached to every result: code version, environment, data, seed, time."""
+    return {
+        "satnb_version": satnb.__version__,
+        "git_commit": git_commit(),
+        "code_fingerprint": code_fingerprint(),
+        "torch_version": torch.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        "threads": torch.get_num_threads(),
+        "profile": profile,
+        "dataset": dataset,
+        "seed": seed,
+        "wall_time_s": None if wall_time_s is None else round(float(wall_time_s), 3),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+
+
+def atomic_write_bytes(path: Path, write: Any) -> None:
+    """Write a file through a temporary file and a rename, so a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """One cached stage: a folder named by the hash of what produced it."""
+
+    stage: str
+    key: str
+    path: Path
+
+    @property
+    def final(self) -> Path:
+        return self.path / "final.pt"
+
+    @property
+    def progress(self) -> Path:
+        return self.path / "progress.pt"
+
+    @property
+    def result(self) -> Path:
+        return self.path / "result.json"
+
+    def exists(self) -> bool:
+        """True when the stage finished (its final checkpoint or its result is there)."""
+        return self.final.is_file() or self.result.is_file()
+
+
+class Store:
+    """A directory of artifacts keyed by stage + settings + data fingerprint + code fingerprint."""
+
+    def __init__(self, root: str | Path | None = None):
+        self.root = Path(root) if root is not None else cache_dir() / "artifacts"
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def artifact(self, stage: str, settings: dict, data_fingerprint: str = "", code: str | None = None) -> Artifact:
+        """Return the artifact for a stage run with these settings on this data by this code."""
+        blob = canonical_json({"stage": stage, "settings": settings, "data": data_fingerprint,
+                               "code": code if code is not None else code_fingerprint()})
+        key = hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
+        art = Artifact(stage, key, self.root / stage / key)
+        if not (art.path / "settings.json").exists():
+            art.path.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(art.path / "settings.json", lambda fh: fh.write(blob.encode()))
+        return art
+
+    # checkpoints ---------------------------------------------------------
+    def save_checkpoint(self, art: Artifact, state: dict, final: bool = False) -> Path:
+        """Save a state dict atomically (final: the finished stage; else: progress for resuming)."""
+        path = art.final if final else art.progress
+        atomic_write_bytes(path, lambda fh: torch.save(state, fh))
+        if final:
+            art.progress.unlink(missing_ok=True)
+        return path
+
+    def load_checkpoint(self, art: Artifact, final: bool = True) -> dict | None:
+        """Load a checkpoint with `weights_only=True` (never arbitrary code); None when absent."""
+        return load_state(art.final if final else art.progress)
+
+    # results -------------------------------------------------------------
+    def save_result(self, art: Artifact, result: dict) -> Path:
+        """Save a JSON result atomically."""
+        text = json.dumps(result, indent=2, sort_keys=True, default=_jsonable)
+        atomic_write_bytes(art.result, lambda fh: fh.write(text.encode()))
+        return art.result
+
+    def load_result(self, art: Artifact) -> dict | None:
+        """Load a JSON result; None when absent."""
+        if not art.result.is_file():
+            return None
+        try:
+            return json.loads(art.result.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ArtifactError(f"{art.result} is corrupt ({err}); delete {art.path} to recompute it") from err
+
+
+def load_state(path: Path) -> dict | None:
+    """Load a torch checkpoint safely (`weights_only=True`); None when the file is absent."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError for unsafe content, RuntimeError/EOFError for corrupt files
+        raise ArtifactError(f"{path} could not be loaded safely ({type(err).__name__}: {err}); it is corrupt "
+                            f"or holds more than tensors. Delete it to recompute the stage.") from err
+
+
+@contextmanager
+def timed() -> Iterator[dict]:
+    """Measure wall time of a block into the yielded dict's `seconds`."""
+    box = {"seconds": None}
+    start = time.perf_counter()
+    try:
+        yield box
+    finally:
+        box["seconds"] = time.perf_counter() - start

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Create or reuse .venv and install satnb with the book and dev extras; prints how long it took.
+# torch and torchvision are installed together from the package index in a fresh venv: a CPU-only
+# torch with an index torchvision fails at import ("operator torchvision::nms does not exist").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${SATNB_VENV:-.venv}
+PY=${PYTHON:-python3}
+start=$(date +%s)
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.satnb-installed"
+want=$(cat pyproject.toml | sha1sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "[setup] installing torch + torchvision together, then satnb[book,dev] (the first time downloads ~5 GB)"
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q torch torchvision
+  "$VENV/bin/python" -m pip install -q -e ".[book,dev]"
+  "$VENV/bin/python" -c "import torch, torchvision, faiss; print('[setup] torch', torch.__version__, 'torchvision', torchvision.__version__)"
+  echo "$want" > "$stamp"
+else
+  echo "[setup] $VENV is up to date"
+fi
+echo "[setup] took $(( $(date +%s) - start )) s"

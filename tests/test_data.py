@@ -1,0 +1,188 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from satnb.data import DataError, load_dataset, load_digits, load_image_folder, load_npz, stratified_indices, to_tensor
+
+
+def _arrays(n_train=20, n_test=10, shape=(8, 8, 3), n_classes=3, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "x_train": rng.integers(0, 256, (n_train, *shape), dtype=np.uint8),
+        "y_train": np.arange(n_train) % n_classes,
+        "x_test": rng.integers(0, 256, (n_test, *shape), dtype=np.uint8),
+        "y_test": np.arange(n_test) % n_classes,
+    }
+
+
+def _save(tmp_path, **arrays):
+    path = tmp_path / "d.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def test_npz_roundtrip(tmp_path):
+    a = _arrays()
+    ds = load_npz(_save(tmp_path, **a, classes=np.array(["a", "b", "c"])))
+    assert ds.classes == ("a", "b", "c")
+    assert ds.x_train.shape == (20, 8, 8, 3) and ds.y_train.dtype == np.int64
+    np.testing.assert_array_equal(ds.x_test, a["x_test"])
+    assert ds.source.startswith("npz:")
+
+
+def test_npz_grayscale_becomes_rgb(tmp_path):
+    a = _arrays(shape=(8, 8, 1))
+    ds = load_npz(_save(tmp_path, **a))
+    assert ds.x_train.shape[-1] == 3 and ds.n_classes == 3
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda a: a.pop("y_test"), "lacks y_test"),
+        (lambda a: a.update(x_train=a["x_train"].astype(np.float32)), "must be uint8"),
+        (lambda a: a.update(x_train=a["x_train"][..., 0]), "must be NHWC"),
+        (lambda a: a.update(x_test=a["x_test"][:, :4]), "same image shape"),
+        (lambda a: a.update(y_train=a["y_train"][:5]), "one label per image"),
+        (lambda a: a.update(y_train=a["y_train"].astype(np.float64)), "labels must be integers"),
+        (lambda a: a.update(y_test=a["y_test"] - 1), "outside 0"),
+        (lambda a: a.update(classes=np.array(["a", "b"])), "outside 0..1"),
+    ],
+)
+def test_malformed_npz(tmp_path, change, message):
+    a = _arrays()
+    change(a)
+    with pytest.raises(DataError, match=message):
+        load_npz(_save(tmp_path, **a))
+
+
+def test_unreadable_npz(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="not a readable .npz"):
+        load_npz(bad)
+    with pytest.raises(DataError, match="does not exist"):
+        load_npz(tmp_path / "missing.npz")
+
+
+def test_stratified_subset_keeps_order_and_balance():
+    y = np.repeat(np.arange(10), 100)
+    idx = stratified_indices(y, 250, seed=1)
+    assert len(idx) == 250 and np.all(np.diff(idx) > 0)
+    counts = np.bincount(y[idx], minlength=10)
+    assert counts.min() >= 24 and counts.max() <= 26
+    np.testing.assert_array_equal(idx, stratified_indices(y, 250, seed=1))
+    assert not np.array_equal(idx, stratified_indices(y, 250, seed=2))
+    with pytest.raises(DataError, match="choose 1..1000"):
+        stratified_indices(y, 2000)
+
+
+def test_to_tensor_range():
+    x = to_tensor(np.full((2, 4, 4, 3), 255, dtype=np.uint8))
+    assert x.shape == (2, 3, 4, 4) and x.max() == 1.0
+
+
+def _write_folder(root, names_by_class, size=(6, 6)):
+    for split in ("train", "test"):
+        for cls, names in names_by_class.items():
+            d = root / split / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i, n in enumerate(names):
+                Image.fromarray(np.full((*size, 3), 10 * i, dtype=np.uint8)).save(d / f"{n}.png")
+
+
+def test_image_folder_numeric_names_give_official_order(tmp_path):
+    _write_folder(tmp_path, {"cat": ["0", "3", "4"], "dog": ["1", "2", "5"]})
+    ds = load_image_folder(tmp_path)
+    assert ds.classes == ("cat", "dog")
+    np.testing.assert_array_equal(ds.y_train, [0, 1, 1, 0, 0, 1])
+    again = load_image_folder(tmp_path)  # served from the decoded cache
+    np.testing.assert_array_equal(again.x_train, ds.x_train)
+
+
+def test_image_folder_other_names_are_interleaved(tmp_path):
+    _write_folder(tmp_path, {"a": [f"a{i}" for i in range(20)], "b": [f"b{i}" for i in range(20)]})
+    ds = load_image_folder(tmp_path)
+    assert set(ds.y_train[:10]) == {0, 1}  # the first images do not all come from one class
+    np.testing.assert_array_equal(ds.y_train, load_image_folder(tmp_path).y_train)
+
+
+def test_image_folder_errors(tmp_path):
+    with pytest.raises(DataError, match="no train/ folder"):
+        load_image_folder(tmp_path)
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4, 3), dtype=np.uint8)).save(tmp_path / "train" / "a" / "0.png")
+    (tmp_path / "test").mkdir()
+    with pytest.raises(DataError, match="lacks the class folder"):
+        load_image_folder(tmp_path)
+
+
+def test_digits_fallback_is_marked(monkeypatch, tmp_path):
+    monkeypatch.setenv("SATNB_DATA", str(tmp_path))  # an empty folder: nothing to find
+    with pytest.warns(UserWarning, match="falling back to sklearn digits"):
+        ds = load_dataset("cifar10", download=False)
+    assert ds.fallback and ds.name == "digits" and ds.describe()["fallback"]
+    assert ds.x_train.shape[1:] == (32, 32, 3)
+    plain = load_digits()
+    assert not plain.fallback and len(plain.y_train) + len(plain.y_test) == 1797
+
+
+def test_paper_profile_refuses_fallback(monkeypatch, tmp_path):
+    monkeypatch.setenv("SATNB_DATA", str(tmp_path))
+    with pytest.raises(DataError, match="Set SATNB_DATA"):
+        load_dataset("cifar10", fallback=False, download=False)
+
+
+def test_unknown_dataset_and_missing_path(monkeypatch, tmp_path):
+    from satnb.config import ConfigError
+
+    with pytest.raises(ConfigError, match="valid datasets are cifar10, stl10, mnist, digits"):
+        load_dataset("imagenet")
+    monkeypatch.setenv("SATNB_DATA", str(tmp_path / "nope"))
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset("cifar10")
+
+
+def test_satnb_data_npz_file(monkeypatch, tmp_path):
+    monkeypatch.setenv("SATNB_DATA", str(_save(tmp_path, **_arrays())))
+    ds = load_dataset("cifar10")
+    assert ds.source.startswith("npz:") and len(ds.y_train) == 20
+
+
+def test_stl10_binary_layout(monkeypatch, tmp_path):
+    base = tmp_path / "stl10_binary"
+    base.mkdir()
+    rng = np.random.default_rng(0)
+    imgs = {}
+    for split, n in (("train", 6), ("test", 4)):
+        x = rng.integers(0, 256, (n, 96, 96, 3), dtype=np.uint8)
+        imgs[split] = x
+        x.transpose(0, 3, 2, 1).tofile(base / f"{split}_X.bin")  # STL-10 stores images column-major
+        (np.arange(n) % 10 + 1).astype(np.uint8).tofile(base / f"{split}_y.bin")
+    monkeypatch.setenv("SATNB_DATA", str(tmp_path))
+    ds = load_dataset("stl10")
+    assert ds.x_train.shape == (6, 64, 64, 3) and ds.x_test.shape == (4, 64, 64, 3)
+    np.testing.assert_array_equal(ds.y_train, np.arange(6) % 10)
+    # resizing keeps the image: compare with a 96->64 resize of the original
+    ref = np.asarray(Image.fromarray(imgs["train"][0]).resize((64, 64), Image.BILINEAR)).astype(float)
+    assert np.abs(ds.x_train[0].astype(float) - ref).mean() < 25
+
+
+def test_mnist_from_shared(monkeypatch, shared_data):
+    monkeypatch.setenv("SATNB_DATA", str(shared_data))
+    ds = load_dataset("mnist")
+    assert ds.x_train.shape == (60000, 32, 32, 3) and ds.x_test.shape == (10000, 32, 32, 3)
+    np.testing.assert_array_equal(ds.y_train[:5], [5, 0, 4, 1, 9])
+    np.testing.assert_array_equal(ds.y_test[:5], [7, 2, 1, 0, 4])
+
+
+@pytest.mark.slow
+def test_cifar10_from_shared_archive_official_order(monkeypatch, shared_data):
+    monkeypatch.setenv("SATNB_DATA", str(shared_data))
+    ds = load_dataset("cifar10")
+    assert ds.x_train.shape == (50000, 32, 32, 3) and ds.x_test.shape == (10000, 32, 32, 3)
+    # the official order's first labels (CIFAR-10 python batches)
+    np.testing.assert_array_equal(ds.y_train[:10], [6, 9, 9, 4, 1, 1, 2, 7, 8, 3])
+    np.testing.assert_array_equal(ds.y_test[:10], [3, 8, 8, 0, 6, 6, 1, 6, 3, 1])
+    assert ds.classes[0] == "airplane" and np.bincount(ds.y_test).tolist() == [1000] * 10
+    assert "cifar10-jpeg" in ds.source

@@ -1,0 +1,98 @@
+import json
+import pickle
+
+import pytest
+import torch
+
+from satnb.store import ArtifactError, Store, atomic_write_bytes, canonical_json, code_fingerprint, load_state, provenance
+
+
+@pytest.fixture
+def store(tmp_path):
+    return Store(tmp_path / "artifacts")
+
+
+def test_key_changes_with_settings_data_and_code(store):
+    base = store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-a")
+    assert base.key == store.artifact("train", {"lr": 1e-3, "epochs": 3}, "data-a").key  # order-free
+    assert base.key != store.artifact("train", {"epochs": 4, "lr": 1e-3}, "data-a").key
+    assert base.key != store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-b").key
+    assert base.key != store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-a", code="other-code").key
+    assert base.key != store.artifact("eval", {"epochs": 3, "lr": 1e-3}, "data-a").key
+    assert base.key == store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-a", code=code_fingerprint()).key
+
+
+def test_cache_miss_then_hit(store):
+    art = store.artifact("train", {"epochs": 1}, "d")
+    assert not art.exists() and store.load_checkpoint(art) is None
+    state = {"w": torch.arange(3.0), "epoch": 1}
+    store.save_checkpoint(art, state, final=True)
+    again = store.artifact("train", {"epochs": 1}, "d")
+    assert again.exists()
+    loaded = store.load_checkpoint(again)
+    assert torch.equal(loaded["w"], state["w"]) and loaded["epoch"] == 1
+    assert not store.artifact("train", {"epochs": 2}, "d").exists()
+
+
+def test_progress_checkpoint_removed_when_final(store):
+    art = store.artifact("train", {}, "d")
+    store.save_checkpoint(art, {"epoch": 1})
+    assert store.load_checkpoint(art, final=False) == {"epoch": 1} and not art.exists()
+    store.save_checkpoint(art, {"epoch": 2}, final=True)
+    assert store.load_checkpoint(art, final=False) is None and art.exists()
+
+
+def test_results_are_json(store):
+    art = store.artifact("eval", {"k": 75}, "d")
+    store.save_result(art, {"acc": 0.5, "provenance": provenance(profile="smoke", seed=1, wall_time_s=1.23456)})
+    res = store.load_result(art)
+    assert res["acc"] == 0.5 and res["provenance"]["seed"] == 1 and res["provenance"]["wall_time_s"] == 1.235
+    assert json.loads(art.result.read_text())["acc"] == 0.5
+    art.result.write_text("{broken")
+    with pytest.raises(ArtifactError, match="delete"):
+        store.load_result(art)
+
+
+def test_atomic_write_leaves_old_file_on_failure(tmp_path):
+    path = tmp_path / "f.bin"
+    atomic_write_bytes(path, lambda fh: fh.write(b"good"))
+
+    def crash(fh):
+        fh.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write_bytes(path, crash)
+    assert path.read_bytes() == b"good"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temp file left behind
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("pwned",))
+
+
+def test_malicious_pickle_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"x": _Evil()}, path)
+    with pytest.raises(ArtifactError, match="could not be loaded safely"):
+        load_state(path)
+    path.write_bytes(pickle.dumps(_Evil()))
+    with pytest.raises(ArtifactError):
+        load_state(path)
+
+
+def test_truncated_checkpoint_is_an_error(tmp_path):
+    path = tmp_path / "c.pt"
+    torch.save({"w": torch.randn(100)}, path)
+    path.write_bytes(path.read_bytes()[:50])
+    with pytest.raises(ArtifactError, match="corrupt"):
+        load_state(path)
+
+
+def test_provenance_fields():
+    p = provenance(profile="quick", dataset={"dataset": "digits"}, seed=3, wall_time_s=2.0)
+    for key in ("satnb_version", "git_commit", "code_fingerprint", "torch_version", "device", "profile",
+                "dataset", "seed", "wall_time_s"):
+        assert key in p
+    assert canonical_json({"b": 1, "a": 2}) == '{"a":2,"b":1}'

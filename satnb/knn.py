@@ -1,0 +1,305 @@
+"""Exact k-nearest-neighbour classifier on learned representations, and the attacks' guide groups.
+
+The classifier is the paper's (section 3.1, 4.1): an exact L2 search (faiss ``IndexFlatL2``) over a
+library of training-set features, and a plain majority vote over the k nearest. A vote tie is
+broken in favour of the tied class whose nearest member ranks first among the k neighbours (the
+closest one); neighbours at exactly equal distance keep faiss' order, so the rule is
+deterministic.
+
+Guide groups (paper section 2.1, "a nearest group of training instances from a different
+class") are the m library samples an attack pulls a query's representation towards; see
+:func:`guide_groups` for the two selection rules.
+"""
+
+from __future__ import annotations
+
+import faiss
+import numpy as np
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from satnb.config import ConfigError
+
+GUIDE_MODES = ("authors", "paper")
+
+
+def _check_int(value: object, name: str, minimum: int, fix: str) -> int:
+    """Return `value` as an int, or raise when it is not an integer >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ConfigError(f"{name} must be an integer >= {minimum}, got {value!r}; {fix}")
+    return int(value)
+
+
+def _as_matrix(x: Tensor | np.ndarray, name: str) -> Tensor:
+    """Return `x` as a finite, contiguous float32 (N, D) CPU tensor."""
+    x = torch.as_tensor(x)
+    if x.ndim != 2:
+        raise ConfigError(
+            f"{name} must be a 2-D (N, D) array, got shape {tuple(x.shape)}; pass model.features(images), "
+            "flattened to one row per sample"
+        )
+    x = x.detach().to("cpu", torch.float32).contiguous()
+    bad = ~torch.isfinite(x).all(1)
+    if bad.any():
+        raise ConfigError(
+            f"{name} contain NaN or inf in {int(bad.sum())} of {len(x)} rows (first: row {int(bad.nonzero()[0])}); "
+            "check the model for diverged training or the inputs for invalid values"
+        )
+    return x
+
+
+def _as_labels(y: Tensor | np.ndarray, n: int, name: str) -> Tensor:
+    """Return `y` as an int64 (n,) CPU tensor."""
+    y = torch.as_tensor(y)
+    if y.ndim != 1 or len(y) != n:
+        raise ConfigError(
+            f"{name} must have shape ({n},) to match the {n} feature rows, got {tuple(y.shape)}; "
+            "pass one integer label per row"
+        )
+    if y.is_floating_point() or y.is_complex():
+        raise ConfigError(f"{name} must be integer class indices, got dtype {y.dtype}; convert with .long()")
+    return y.detach().to("cpu", torch.int64)
+
+
+class KNN:
+    """Exact L2 k-nearest-neighbour majority-vote classifier over a feature library."""
+
+    def __init__(self, k: int = 75, n_classes: int | None = None, batch_size: int = 8192,
+                 progress: bool = False) -> None:
+        """Set k, the number of classes (None: inferred on fit), queries per search call and progress bars."""
+        self.k = _check_int(k, "k", 1, "the paper uses k=75")
+        self.n_classes = None if n_classes is None else _check_int(n_classes, "n_classes", 1, "or pass None")
+        self.batch_size = _check_int(batch_size, "batch_size", 1, "use e.g. 8192")
+        self.progress = progress
+        self.features: Tensor | None = None
+        self.labels: Tensor | None = None
+        self.index: faiss.IndexFlatL2 | None = None
+        self._class_cache: dict[int, tuple[faiss.IndexFlatL2, Tensor]] = {}
+
+    def __repr__(self) -> str:
+        size = "unfitted" if self.features is None else f"library={tuple(self.features.shape)}"
+        return f"KNN(k={self.k}, n_classes={self.n_classes}, {size})"
+
+    # ------------------------------------------------------------------ library
+
+    def fit(self, features: Tensor | np.ndarray, labels: Tensor | np.ndarray) -> KNN:
+        """Store the library (features, labels) and build the exact L2 index; returns self."""
+        feats = _as_matrix(features, "library features")
+        labs = _as_labels(labels, len(feats), "library labels")
+        if len(feats) == 0:
+            raise ConfigError("the library is empty; fit on the features of at least k training images")
+        if int(labs.min()) < 0:
+            raise ConfigError(f"library labels must be >= 0, found {int(labs.min())}; map classes to 0..C-1")
+        n_classes = self.n_classes if self.n_classes is not None else int(labs.max()) + 1
+        if int(labs.max()) >= n_classes:
+            raise ConfigError(
+                f"library label {int(labs.max())} is out of range for n_classes={n_classes}; "
+                "raise n_classes or map classes to 0..n_classes-1"
+            )
+        if self.k > len(feats):
+            raise ConfigError(
+                f"k={self.k} is larger than the library ({len(feats)} samples); lower k or add library samples"
+            )
+        self.n_classes = n_classes
+        self.features, self.labels = feats, labs
+        self.index = faiss.IndexFlatL2(feats.shape[1])
+        self.index.add(feats.numpy())
+        self._class_cache = {}
+        return self
+
+    @property
+    def fitted(self) -> bool:
+        """Whether fit() has been called."""
+        return self.index is not None
+
+    @property
+    def dim(self) -> int:
+        """Feature dimension of the library."""
+        self._check_fitted()
+        return int(self.features.shape[1])
+
+    @property
+    def class_counts(self) -> Tensor:
+        """Number of library samples of each class, shape (n_classes,)."""
+        self._check_fitted()
+        return torch.bincount(self.labels, minlength=self.n_classes)
+
+    def _check_fitted(self) -> None:
+        if self.index is None:
+            raise ConfigError("this KNN has no library yet; call knn.fit(train_features, train_labels) first")
+
+    def _queries(self, features: Tensor | np.ndarray) -> Tensor:
+        self._check_fitted()
+        q = _as_matrix(features, "query features")
+        if q.shape[1] != self.features.shape[1]:
+            raise ConfigError(
+                f"query features have dimension {q.shape[1]} but the library has {self.features.shape[1]}; "
+                "extract both with the same model.features (or refit the library after changing the model)"
+            )
+        return q
+
+    def _k(self, k: int | None) -> int:
+        k = self.k if k is None else _check_int(k, "k", 1, "pass a positive number of neighbours")
+        if k > len(self.features):
+            raise ConfigError(
+                f"k={k} is larger than the library ({len(self.features)} samples); lower k or add library samples"
+            )
+        return k
+
+    # ------------------------------------------------------------------ search and vote
+
+    def search(self, features: Tensor | np.ndarray, k: int | None = None) -> tuple[Tensor, Tensor]:
+        """Return squared L2 distances (B, k) and library indices (B, k) of the k nearest, closest first."""
+        q = self._queries(features)
+        k = self._k(k)
+        device = features.device if isinstance(features, Tensor) else torch.device("cpu")
+        dists = np.empty((len(q), k), dtype=np.float32)
+        idx = np.empty((len(q), k), dtype=np.int64)
+        starts = range(0, len(q), self.batch_size)
+        for s in tqdm(starts, desc="kNN search", disable=not self.progress or len(starts) < 2, leave=False):
+            d, i = self.index.search(q[s:s + self.batch_size].numpy(), k)
+            dists[s:s + len(d)], idx[s:s + len(i)] = d, i
+        # faiss expands ||a-b||^2 = ||a||^2 + ||b||^2 - 2ab, which can dip just below zero
+        return torch.from_numpy(dists).clamp_(min=0).to(device), torch.from_numpy(idx).to(device)
+
+    def _counts_and_first(self, features: Tensor | np.ndarray) -> tuple[Tensor, Tensor, torch.device]:
+        """Votes per class (B, C) and the rank of each class's nearest neighbour (self.k when absent)."""
+        device = features.device if isinstance(features, Tensor) else torch.device("cpu")
+        _, idx = self.search(torch.as_tensor(features).detach().cpu())
+        lab = self.labels[idx]
+        b, k = lab.shape
+        counts = torch.zeros(b, self.n_classes, dtype=torch.int64).scatter_add_(1, lab, torch.ones_like(lab))
+        ranks = torch.arange(k).expand(b, k)
+        first = torch.full((b, self.n_classes), k, dtype=torch.int64).scatter_reduce_(1, lab, ranks, "amin")
+        return counts, first, device
+
+    def vote(self, features: Tensor | np.ndarray) -> Tensor:
+        """Return the number of the k nearest library samples in each class, shape (B, n_classes)."""
+        counts, _, device = self._counts_and_first(features)
+        return counts.to(device)
+
+    def predict(self, features: Tensor | np.ndarray) -> Tensor:
+        """Return the majority-vote class (B,); ties go to the tied class with the closest member."""
+        counts, first, device = self._counts_and_first(features)
+        k = self.k
+        # lexicographic (most votes, then earliest first rank): first rank lies in [0, k] < k + 1
+        key = counts * (k + 1) + (k - first)
+        return key.argmax(1).to(device)
+
+    def score(self, features: Tensor | np.ndarray, labels: Tensor | np.ndarray) -> float:
+        """Return the accuracy of predict(features) against labels."""
+        q = torch.as_tensor(features)
+        y = _as_labels(labels, len(q), "labels")
+        if len(y) == 0:
+            raise ConfigError("score needs at least one sample")
+        return float((self.predict(q).cpu() == y).double().mean())
+
+    # ------------------------------------------------------------------ per-class search (guides)
+
+    def class_index(self, c: int) -> tuple[faiss.IndexFlatL2, Tensor]:
+        """Return an exact index over the library samples of class c and their library indices (cached)."""
+        self._check_fitted()
+        if c not in self._class_cache:
+            members = (self.labels == c).nonzero().flatten()
+            index = faiss.IndexFlatL2(self.features.shape[1])
+            index.add(self.features[members].numpy())
+            self._class_cache[c] = (index, members)
+        return self._class_cache[c]
+
+    def search_class(self, c: int, features: Tensor | np.ndarray, k: int) -> tuple[Tensor, Tensor]:
+        """Return squared distances and library indices (CPU) of the k nearest samples of class c."""
+        q = self._queries(features)
+        index, members = self.class_index(c)
+        if k > len(members):
+            raise ConfigError(
+                f"{k} neighbours are needed from class {c}, but the library holds only {len(members)} samples "
+                f"of it; lower m (or k) to at most {len(members)} or use a larger library"
+            )
+        d, i = index.search(q.numpy(), k)
+        return torch.from_numpy(d).clamp_(min=0), members[torch.from_numpy(i)]
+
+
+def _put_first(idx: Tensor, anchor: Tensor) -> Tensor:
+    """Reorder each row of idx so that anchor[row] comes first (replacing the last entry if absent)."""
+    found = (idx == anchor[:, None]).any(1)
+    idx = idx.clone()
+    idx[~found, -1] = anchor[~found]
+    key = (idx != anchor[:, None]).long()
+    order = torch.sort(key, dim=1, stable=True).indices
+    return idx.gather(1, order)
+
+
+def guide_groups(knn: KNN, query_features: Tensor | np.ndarray, query_labels: Tensor | np.ndarray,
+                 m: int = 300, mode: str = "authors") -> Tensor:
+    """Return the library indices (B, m) of each query's guide group: m samples of one class other than its own.
+
+    mode="authors" (the authors' code, "guide mode 2"): find the nearest library sample whose label
+    differs from the query's label (the anchor); the group is the m samples of the anchor's class
+    nearest to the anchor, the anchor first.
+    mode="paper" (the paper's "nearest group of training instances from a different class"): for
+    every class other than the query's, take its m samples nearest to the query; the group is the
+    one of these with the smallest mean squared distance to the query.
+    Equal distances between classes go to the lower class index.
+    """
+    if mode not in GUIDE_MODES:
+        raise ConfigError(f"unknown guide mode {mode!r}; use one of {', '.join(GUIDE_MODES)}")
+    m = _check_int(m, "m", 1, "the paper uses m=300 guide samples")
+    q = knn._queries(query_features)
+    y = _as_labels(query_labels, len(q), "query labels")
+    b, n_classes = len(q), knn.n_classes
+    if b == 0:
+        return torch.empty(0, m, dtype=torch.int64)
+    if int(y.min()) < 0 or int(y.max()) >= n_classes:
+        raise ConfigError(f"query labels must lie in 0..{n_classes - 1}; got {int(y.min())}..{int(y.max())}")
+    counts = knn.class_counts
+    present = [c for c in range(n_classes) if counts[c] > 0]
+    rows = torch.arange(b)
+
+    score = torch.full((b, n_classes), float("inf"))
+    if mode == "authors":
+        nearest = torch.full((b, n_classes), -1, dtype=torch.int64)
+        for c in present:
+            d, i = knn.search_class(c, q, 1)
+            score[:, c], nearest[:, c] = d[:, 0], i[:, 0]
+    else:
+        candidates: dict[int, Tensor] = {}
+        for c in present:
+            d, candidates[c] = knn.search_class(c, q, min(m, int(counts[c])))
+            score[:, c] = d.mean(1)
+    score[rows, y] = float("inf")
+    target = score.argmin(1)
+    if torch.isinf(score[rows, target]).any():
+        raise ConfigError("the library holds no sample of any class other than the query's; fit it on several classes")
+
+    group = torch.empty(b, m, dtype=torch.int64)
+    for c in target.unique().tolist():
+        sel = (target == c).nonzero().flatten()
+        if m > int(counts[c]):
+            raise ConfigError(
+                f"m={m} guide samples are needed from class {c}, but the library holds only {int(counts[c])} "
+                f"samples of it; lower m to at most {int(counts[c])} or use a larger library"
+            )
+        if mode == "authors":
+            anchor = nearest[sel, c]
+            _, idx = knn.search_class(c, knn.features[anchor], m)
+            # the anchor is at distance 0, but exact duplicates of it may be listed before it
+            group[sel] = _put_first(idx, anchor)
+        else:
+            group[sel] = candidates[c][sel]
+    return group
+
+
+def guide_means(knn: KNN, idx: Tensor) -> Tensor:
+    """Return the mean library feature of each guide group, shape (B, D).
+
+    With the guide features fixed, sum_i ||f(x_g^i) - f||^2 = m ||f - mean||^2 + const, so an attack
+    can use the mean at 1/m of the cost.
+    """
+    knn._check_fitted()
+    idx = torch.as_tensor(idx).cpu()
+    if idx.ndim != 2 or idx.shape[1] == 0:
+        raise ConfigError(f"guide indices must have shape (B, m) with m >= 1, got {tuple(idx.shape)}")
+    if idx.numel() and (int(idx.min()) < 0 or int(idx.max()) >= len(knn.features)):
+        raise ConfigError("guide indices point outside the library; compute them with guide_groups on this KNN")
+    return knn.features[idx].mean(1)

@@ -123,13 +123,19 @@ class Attack:
         images, labels = self._check_inputs(images, labels)
         gen = self._generator()
         out = torch.empty_like(images)
+        work = self._work_dtype(images)
         starts = range(0, len(images), self.batch_size)
         with eval_mode(self.model):
             for s in tqdm(starts, desc=type(self).__name__, disable=not self.progress, leave=False):
                 sl = slice(s, s + self.batch_size)
                 y = None if labels is None else labels[sl]
-                out[sl] = self._attack_batch(images[sl], y, gen).to(images.dtype)
+                out[sl] = self._attack_batch(images[sl].to(work), y, gen).to(images.dtype)
         return out
+
+    def _work_dtype(self, images: Tensor) -> torch.dtype:
+        """The model's floating dtype (images are attacked in it and returned in their own)."""
+        params = () if self.model is None else self.model.parameters()
+        return next((p.dtype for p in params if p.is_floating_point()), images.dtype)
 
     def _attack_batch(self, x: Tensor, y: Tensor | None, gen: torch.Generator | None) -> Tensor:
         raise NotImplementedError
@@ -323,11 +329,12 @@ class KNNOptimizationAttack(Attack):
         """Attack images and return the adversarial images with their L2, success mask and constant."""
         images, labels = self._check_inputs(images, labels)
         parts = []
+        work = self._work_dtype(images)
         starts = range(0, len(images), self.batch_size)
         with eval_mode(self.model):
             for s in tqdm(starts, desc="KNNOptimizationAttack", disable=not self.progress, leave=False):
                 sl = slice(s, s + self.batch_size)
-                parts.append(self._optimize(images[sl], labels[sl]))
+                parts.append(self._optimize(images[sl].to(work), labels[sl]))
         adv, l2, success, const = (torch.cat(p) for p in zip(*parts))
         return OptimizationResult(adv=adv.to(images.dtype), l2=l2, success=success, const=const)
 
@@ -343,17 +350,16 @@ class KNNOptimizationAttack(Attack):
             clean = self.model.features(x)
         idx = guide_groups(self.knn, clean, y.cpu(), m=self.m, mode=self.guide)
         target = guide_means(self.knn, idx).to(clean.device, clean.dtype)
-        x = x.float()
         w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
         c = torch.full((b,), self.initial_const, dtype=torch.float64)
         c_lo = torch.zeros(b, dtype=torch.float64)
         c_hi = torch.full((b,), math.inf, dtype=torch.float64)
-        best_adv, best_l2 = x.clone(), torch.full((b,), math.inf, device=x.device)
+        best_adv, best_l2 = x.clone(), torch.full((b,), math.inf, device=x.device, dtype=x.dtype)
         best_c = torch.full((b,), math.nan, dtype=torch.float64)
         for _ in tqdm(range(self.binary_search_steps), desc="binary search", disable=not self.progress, leave=False):
             w = w0.clone().requires_grad_(True)
             opt = torch.optim.Adam([w], lr=self.lr)
-            coeff = (c * self.m).to(x.device, torch.float32)
+            coeff = (c * self.m).to(x.device, x.dtype)
             fooled_now = torch.zeros(b, dtype=torch.bool, device=x.device)
             with torch.enable_grad():
                 for it in range(self.steps + 1):  # the extra pass scores the last update

@@ -1,0 +1,186 @@
+"""The kNN classifier against an independent brute-force implementation, its tie rule, errors and guide groups."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.neighbors import KNeighborsClassifier
+
+from satnb.knn import KNN, guide_groups, guide_means
+
+
+def clustered(n: int, n_classes: int, dim: int, seed: int, spread: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Gaussian blobs: random class centres, unit noise."""
+    g = torch.Generator().manual_seed(seed)
+    centres = spread * torch.randn(n_classes, dim, generator=g)
+    labels = torch.randint(0, n_classes, (n,), generator=g)
+    return centres[labels] + torch.randn(n, dim, generator=g), labels
+
+
+def brute_force(library: torch.Tensor, labels: torch.Tensor, queries: torch.Tensor, k: int):
+    """Float64 exact neighbours and a plain-Python majority vote with the documented tie rule."""
+    d = torch.cdist(queries.double(), library.double()).pow(2)
+    dist, idx = d.topk(k, dim=1, largest=False, sorted=True)
+    preds = []
+    for row in idx.tolist():
+        votes: dict[int, int] = {}
+        first: dict[int, int] = {}
+        for rank, j in enumerate(row):
+            c = int(labels[j])
+            votes[c] = votes.get(c, 0) + 1
+            first.setdefault(c, rank)
+        top = max(votes.values())
+        preds.append(min((c for c in votes if votes[c] == top), key=lambda c: first[c]))
+    return dist, idx, torch.tensor(preds), d
+
+
+@pytest.mark.parametrize("k", [1, 5, 75])
+def test_matches_brute_force(k):
+    lib, lab = clustered(800, 5, 16, seed=1, spread=1.5)
+    q, qy = clustered(300, 5, 16, seed=2, spread=1.5)
+    knn = KNN(k=k).fit(lib, lab)
+    dist, idx = knn.search(q)
+    bd, bi, bpred, _ = brute_force(lib, lab, q, k)
+    assert dist.shape == idx.shape == (300, k) and idx.dtype == torch.int64
+    np.testing.assert_allclose(dist.numpy(), bd.numpy(), rtol=1e-4, atol=1e-3)
+    # float32 vs float64 may swap neighbours whose distances (nearly) tie; there must be none here
+    assert (idx == bi).float().mean() > 0.999
+    pred = knn.predict(q)
+    assert pred.dtype == torch.int64 and pred.shape == (300,)
+    assert torch.equal(pred, bpred)
+    votes = knn.vote(q)
+    assert votes.shape == (300, 5) and torch.all(votes.sum(1) == k)
+    assert torch.equal(votes.argmax(1)[votes.max(1).values * 2 > k], pred[votes.max(1).values * 2 > k])
+    # scikit-learn's brute kNN agrees wherever the vote has a unique winner
+    sk = KNeighborsClassifier(n_neighbors=k, algorithm="brute").fit(lib.numpy(), lab.numpy())
+    sk_pred = torch.from_numpy(sk.predict(q.numpy()))
+    top = votes.max(1, keepdim=True).values
+    unique = (votes == top).sum(1) == 1
+    assert unique.sum() > 100
+    assert torch.equal(pred[unique], sk_pred[unique])
+    assert knn.score(q, qy) == pytest.approx((bpred == qy).double().mean().item())
+
+
+def test_ties_go_to_the_closest_class_and_are_deterministic():
+    # 1-D library: class 1 holds the nearest neighbour of the origin, class 0 the second
+    lib = torch.tensor([[1.0], [2.0], [3.0], [4.0], [50.0]])
+    knn = KNN(k=4).fit(lib, torch.tensor([1, 0, 1, 0, 2]))
+    origin = torch.zeros(1, 1)
+    assert torch.equal(knn.vote(origin), torch.tensor([[2, 2, 0]]))
+    assert knn.predict(origin).item() == 1  # not the lowest label
+    knn = KNN(k=4).fit(lib, torch.tensor([0, 1, 0, 1, 2]))
+    assert knn.predict(origin).item() == 0
+    # three-way tie: the class of the single nearest sample wins
+    lib3 = torch.tensor([[1.0], [2.0], [3.0], [4.0], [5.0], [6.0]])
+    knn3 = KNN(k=6).fit(lib3, torch.tensor([2, 0, 1, 0, 1, 2]))
+    assert knn3.predict(origin).item() == 2
+    q = torch.randn(50, 1, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(knn3.predict(q), knn3.predict(q.clone()))
+
+
+def test_batched_queries_and_devices_agree():
+    lib, lab = clustered(300, 4, 8, seed=3)
+    q, _ = clustered(100, 4, 8, seed=4)
+    big = KNN(k=7).fit(lib, lab)
+    small = KNN(k=7, batch_size=9).fit(lib, lab)
+    assert torch.equal(big.search(q)[1], small.search(q)[1])
+    assert torch.equal(big.predict(q), small.predict(q))
+    assert torch.equal(big.predict(q.numpy()), big.predict(q.double()))
+    assert big.search(q, k=3)[1].shape == (100, 3)
+    assert big.features.shape == (300, 8) and torch.equal(big.labels, lab)
+    assert torch.equal(big.class_counts, torch.bincount(lab, minlength=4))
+
+
+def test_errors_name_the_problem():
+    lib, lab = clustered(50, 3, 4, seed=5)
+    with pytest.raises(ValueError, match="k must be"):
+        KNN(k=0)
+    with pytest.raises(ValueError, match="larger than the library"):
+        KNN(k=51).fit(lib, lab)
+    knn = KNN(k=5)
+    with pytest.raises(ValueError, match="call knn.fit"):
+        knn.predict(lib)
+    with pytest.raises(ValueError, match="to match the 50"):
+        knn.fit(lib, lab[:-1])
+    bad = lib.clone()
+    bad[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        knn.fit(bad, lab)
+    knn.fit(lib, lab)
+    with pytest.raises(ValueError, match="dimension 5 but the library has 4"):
+        knn.predict(torch.zeros(2, 5))
+    with pytest.raises(ValueError, match="NaN"):
+        knn.predict(bad)
+    with pytest.raises(ValueError, match="larger than the library"):
+        knn.search(lib, k=51)
+    with pytest.raises(ValueError, match="2-D"):
+        knn.predict(torch.zeros(4))
+    with pytest.raises(ValueError, match="out of range"):
+        KNN(k=1, n_classes=2).fit(lib, lab)
+
+
+def test_guide_groups_authors_mode():
+    lib, lab = clustered(600, 4, 8, seed=6)
+    q, qy = clustered(40, 4, 8, seed=7)
+    knn = KNN(k=5).fit(lib, lab)
+    m = 30
+    idx = guide_groups(knn, q, qy, m=m)
+    assert idx.shape == (40, m) and idx.dtype == torch.int64
+    d = torch.cdist(q.double(), lib.double())
+    for b in range(len(q)):
+        members = lab[idx[b]]
+        assert (members == members[0]).all() and members[0] != qy[b]
+        assert len(set(idx[b].tolist())) == m
+        other = (lab != qy[b]).nonzero().flatten()
+        anchor = other[d[b, other].argmin()]
+        assert idx[b, 0] == anchor  # the nearest other-class sample, first
+        same = (lab == lab[anchor]).nonzero().flatten()
+        da = torch.cdist(lib[anchor][None].double(), lib[same].double())[0]
+        assert set(idx[b].tolist()) == set(same[da.argsort()[:m]].tolist())
+    means = guide_means(knn, idx)
+    assert torch.allclose(means, lib[idx].mean(1), atol=1e-6)
+
+
+def test_guide_groups_paper_mode():
+    lib, lab = clustered(600, 4, 8, seed=8)
+    q, qy = clustered(40, 4, 8, seed=9)
+    knn = KNN(k=5).fit(lib, lab)
+    m = 25
+    idx = guide_groups(knn, q, qy, m=m, mode="paper")
+    d = torch.cdist(q.double(), lib.double()).pow(2)
+    for b in range(len(q)):
+        best, best_set = float("inf"), None
+        for c in range(4):
+            if c == qy[b]:
+                continue
+            members = (lab == c).nonzero().flatten()
+            near = d[b, members].topk(m, largest=False)
+            if near.values.mean() < best:
+                best, best_set = near.values.mean().item(), set(members[near.indices].tolist())
+        assert set(idx[b].tolist()) == best_set
+        assert len(set(lab[idx[b]].tolist())) == 1 and lab[idx[b, 0]] != qy[b]
+
+
+def test_guide_anchor_first_despite_duplicates():
+    # ten exact copies of one class-1 point: whichever is nearest must still open its group
+    lib = torch.cat([torch.zeros(5, 2), torch.ones(10, 2), torch.ones(10, 2) * 3])
+    lab = torch.tensor([0] * 5 + [1] * 20)
+    knn = KNN(k=3).fit(lib, lab)
+    idx = guide_groups(knn, torch.zeros(3, 2), torch.zeros(3, dtype=torch.long), m=4)
+    anchor = knn.search_class(1, torch.zeros(1, 2), 1)[1][0, 0]
+    assert torch.all(idx[:, 0] == anchor) and all(len(set(r)) == 4 for r in idx.tolist())
+    assert torch.all(lib[idx] == 1)
+
+
+def test_guide_errors():
+    lib, lab = clustered(100, 3, 4, seed=10)
+    knn = KNN(k=3).fit(lib, lab)
+    counts = torch.bincount(lab)
+    with pytest.raises(ValueError, match=r"guide samples are needed from class \d, but the library holds only"):
+        guide_groups(knn, lib[:5], lab[:5], m=int(counts.max()) + 1)
+    with pytest.raises(ValueError, match="unknown guide mode"):
+        guide_groups(knn, lib[:5], lab[:5], m=3, mode="nearest")
+    with pytest.raises(ValueError, match="no sample of any class other"):
+        one = KNN(k=1).fit(lib[lab == 0], lab[lab == 0])
+        guide_groups(one, lib[:2], torch.zeros(2, dtype=torch.long), m=1)

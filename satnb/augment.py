@@ -190,16 +190,17 @@ class BatchAugment:
         """Augment a batch (B, C, H, W) in [0, 1]."""
         if x.dim() != 4:
             raise ValueError(f"expected a batch (B, C, H, W), got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"expected float images in [0, 1], got dtype {x.dtype}")
         g = generator if generator is not None else self.generator
         b = x.shape[0]
-        x = x.float() if not x.is_floating_point() else x
         flip = _bernoulli(b, self.flip_p, g)
         if self.crop == "resized":
             x = random_resized_crop(x, self.image_size, self.scale, self.ratio, flip=flip, generator=g)
         else:
             if self.crop != "none":
                 x = random_shift(x, self.shift, "reflect" if self.crop == "translate" else "constant", g, self.shift_p)
-            x = torch.where(_view(flip, x).bool(), x.flip(-1), x)
+            x = torch.where(flip.to(x.device).view(-1, 1, 1, 1), x.flip(-1), x)
             if x.shape[-1] != self.image_size or x.shape[-2] != self.image_size:
                 x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
                                   align_corners=False, antialias=True)

@@ -77,7 +77,9 @@ class AMDIMLoss(nn.Module):
         self.tclip = tclip
         self.reg_weight = reg_weight
 
-    def terms(self, out1: AMDIMOutput, out2: AMDIMOutput, generator: torch.Generator | None = None) -> dict[str, Tensor]:
+    def terms(
+        self, out1: AMDIMOutput, out2: AMDIMOutput, generator: torch.Generator | None = None
+    ) -> dict[str, Tensor]:
         """The separate loss terms: keys '1t5', '1t7', '5t5' (NCE losses) and 'reg' (weighted regulariser)."""
         r1_a, r5_a, r7_a = out1
         r1_b, r5_b, r7_b = out2

@@ -45,8 +45,17 @@ class TinyEncoder(nn.Module):
         return self.head(self.features(x))
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    """The models here are tiny: a second intra-op thread only adds OpenMP spin-waits on a shared box."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
-def setup():
+def setup(_one_thread):
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(digits.target)
@@ -179,7 +188,7 @@ def test_optimization_attack_reports_honestly(setup):
 
 def test_optimization_attack_is_deterministic(setup):
     model, knn, xs, ys, *_ = setup
-    atk = KNNOptimizationAttack(model, knn, m=M, binary_search_steps=2, steps=5, lr=0.05, initial_const=10.0)
+    atk = KNNOptimizationAttack(model, knn, m=M, binary_search_steps=2, steps=12, lr=0.05, initial_const=10.0)
     res = atk.run(xs[:8], ys[:8])
     assert torch.equal(atk(xs[:8], ys[:8]), res.adv)  # __call__ returns the same images
     assert res.n_success > 0

@@ -1,0 +1,145 @@
+"""The paper's protocol: ACC on the clean test set, DSR and L2 on the first N correctly classified images."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from satnb.attacks import KNNGradientAttack, KNNOptimizationAttack, UniformNoise
+from satnb.config import AttackSettings, ConfigError, Profile
+from satnb.knn import KNN
+
+
+@torch.inference_mode()
+def extract_features(model: nn.Module, images: Tensor | np.ndarray, batch_size: int = 512,
+                     progress: bool = False, desc: str = "features") -> Tensor:
+    """Features (N, D) of images (uint8 NHWC array or float NCHW tensor in [0,1]), on the CPU as float32."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    out = []
+    n = len(images)
+    for i in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
+        x = images[i:i + batch_size]
+        if isinstance(x, np.ndarray):
+            x = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(255.0)
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        out.append(model.features(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0, 0)
+
+
+def build_library(model: nn.Module, images: np.ndarray | Tensor, labels: np.ndarray | Tensor, k: int,
+                  n_classes: int | None = None, progress: bool = False) -> KNN:
+    """Fit the kNN on the features of the library images under the current model."""
+    feats = extract_features(model, images, progress=progress, desc="library")
+    return KNN(k=k, n_classes=n_classes).fit(feats, torch.as_tensor(np.asarray(labels)))
+
+
+def as_images(x: np.ndarray | Tensor) -> Tensor:
+    """Float NCHW [0,1] tensor from a uint8 NHWC array (tensors pass through)."""
+    if isinstance(x, Tensor):
+        return x
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def predict(model: nn.Module, knn: KNN, images: np.ndarray | Tensor, batch_size: int = 512) -> Tensor:
+    """kNN predictions for images."""
+    return knn.predict(extract_features(model, images, batch_size))
+
+
+def first_correct(pred: Tensor, labels: Tensor, n: int) -> Tensor:
+    """Indices of the first n test images (in dataset order) that the kNN classifies correctly."""
+    if n < 1:
+        raise ConfigError(f"N={n} attacked images; use N >= 1 (the paper attacks 1000)")
+    if n > len(labels):
+        raise ConfigError(f"N={n} is larger than the test set ({len(labels)} images); lower n_attack")
+    idx = torch.nonzero(pred == labels).flatten()
+    if len(idx) < n:
+        raise ConfigError(f"only {len(idx)} test images are classified correctly, fewer than N={n}; "
+                          "lower n_attack or use a larger test set")
+    return idx[:n]
+
+
+@dataclass
+class AttackOutcome:
+    """DSR of one attack on the N attacked images, with the adversarial images and timing."""
+
+    name: str
+    dsr: float
+    n: int
+    seconds: float
+    adv: Tensor = field(repr=False)
+    pred: Tensor = field(repr=False)
+
+    @property
+    def seconds_per_image(self) -> float:
+        return self.seconds / max(self.n, 1)
+
+
+def run_attack(name: str, attack, model: nn.Module, knn: KNN, x: Tensor, y: Tensor) -> AttackOutcome:
+    """Attack x, classify the result with the kNN, and return DSR (accuracy on the adversarial images)."""
+    t0 = time.perf_counter()
+    adv = attack(x, y)
+    seconds = time.perf_counter() - t0
+    pred = predict(model, knn, adv)
+    return AttackOutcome(name, float((pred == y).float().mean()), len(y), seconds, adv, pred)
+
+
+def gradient_attack(model: nn.Module, knn: KNN, setting: AttackSettings, m: int, eps_space: str = "pixel",
+                    seed: int = 0, progress: bool = False, guide: str = "authors") -> KNNGradientAttack:
+    """The paper's gradient attack with one of its settings."""
+    return KNNGradientAttack(model, knn, eps=setting.eps, step=setting.step, steps=setting.steps, m=m,
+                             eps_space=eps_space, seed=seed, progress=progress, guide=guide)
+
+
+def evaluate(model: nn.Module, knn: KNN, x_test: np.ndarray | Tensor, y_test: np.ndarray | Tensor,
+             profile: Profile, eps_space: str = "pixel", optimization: bool = True, seed: int = 0,
+             progress: bool = True, keep_images: bool = False) -> dict:
+    """ACC, DSR (small, large, with same-size uniform noise as reference) and the optimisation attack's L2."""
+    x_test, y_test = as_images(x_test), torch.as_tensor(np.asarray(y_test))
+    t0 = time.perf_counter()
+    pred = predict(model, knn, x_test)
+    acc = float((pred == y_test).float().mean())
+    idx = first_correct(pred, y_test, min(profile.n_attack, int((pred == y_test).sum())))
+    x, y = x_test[idx], y_test[idx]
+    m = min(profile.m, int(knn.class_counts.min()))
+    out: dict = {"acc": acc, "n_test": len(y_test), "n_attacked": len(idx), "k": knn.k, "m": m,
+                 "eps_space": eps_space, "attacks": {}}
+    steps = [("small", profile.small), ("large", profile.large)]
+    images = {}
+    for name, setting in tqdm(steps, desc="gradient attacks", disable=not progress, leave=False):
+        res = run_attack(name, gradient_attack(model, knn, setting, m, eps_space, seed), model, knn, x, y)
+        noise = run_attack(f"noise_{name}", UniformNoise(setting.eps, seed=seed, model=model, eps_space=eps_space),
+                           model, knn, x, y)
+        out[f"dsr_{name}"] = res.dsr
+        out[f"noise_dsr_{name}"] = noise.dsr
+        out["attacks"][name] = {"eps": setting.eps, "step": setting.step, "steps": setting.steps,
+                                "dsr": res.dsr, "noise_dsr": noise.dsr,
+                                "seconds_per_image": res.seconds_per_image}
+        images[name] = res
+    if optimization:
+        n_opt = min(profile.n_attack_opt, len(idx))
+        atk = KNNOptimizationAttack(model, knn, m=m, binary_search_steps=profile.opt_binary_steps,
+                                    steps=profile.opt_steps, progress=progress)
+        t1 = time.perf_counter()
+        r = atk.run(x[:n_opt], y[:n_opt])
+        secs = time.perf_counter() - t1
+        l2 = r.l2.numpy()
+        out["l2"] = r.mean_l2
+        out["l2_median"] = float(np.median(l2[np.isfinite(l2)])) if r.n_success else float("nan")
+        out["l2_all"] = [float(v) if np.isfinite(v) else None for v in l2]
+        out["opt_unbroken"] = int(len(l2) - r.n_success)
+        out["opt_n"] = int(n_opt)
+        out["attacks"]["optimization"] = {"binary_search_steps": profile.opt_binary_steps,
+                                          "steps": profile.opt_steps, "seconds_per_image": secs / max(n_opt, 1)}
+        images["optimization"] = r
+    out["seconds"] = time.perf_counter() - t0
+    if keep_images:
+        out["_images"] = {"x": x, "y": y, "idx": idx, **images}
+    return out

@@ -1,0 +1,138 @@
+"""The whole experiment for one profile: train or load each model, build its kNN library, evaluate, cache."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from satnb.config import METHODS, ConfigError, Profile
+from satnb.data import Dataset, stratified_indices
+from satnb.evaluate import build_library, evaluate, extract_features
+from satnb.knn import KNN
+from satnb.pretrain import train
+from satnb.store import Store, provenance
+
+LABELS = {"amdim": "SSL (AMDIM)", "npid": "SSL (NPID)", "simclr": "SSL (SimCLR)", "sup": "SUP"}
+
+
+@dataclass
+class Entry:
+    """A trained model known to the pipeline, with the cache key of what produced it."""
+
+    name: str
+    model: nn.Module
+    key: str
+    train_seconds: float
+    info: dict = field(default_factory=dict)
+
+
+class Pipeline:
+    """Trains, caches and evaluates the models a profile names; what the notebooks and the CLI call."""
+
+    def __init__(self, profile: Profile, data: Dataset, store: Store | None = None,
+                 device: torch.device | str = "cpu", progress: bool = True):
+        self.profile, self.data, self.store = profile, data, store or Store()
+        self.device, self.progress = torch.device(device), progress
+        self.entries: dict[str, Entry] = {}
+        self._libraries: dict[str, KNN] = {}
+        n_lib = profile.n_library
+        self.library_index = (stratified_indices(data.y_train, n_lib, profile.seed)
+                              if n_lib and n_lib < len(data.y_train) else np.arange(len(data.y_train)))
+
+    @classmethod
+    def from_session(cls, session) -> "Pipeline":
+        """The pipeline for a notebook session (profile, data, store, device)."""
+        return cls(session.profile, session.data, session.store, session.device)
+
+    # models -------------------------------------------------------------
+    def train(self, method: str) -> Entry:
+        """Train (or load from the cache) one of the paper's representation-learning methods."""
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; valid methods are {', '.join(METHODS)}")
+        if method not in self.entries:
+            res = train(method, self.data, self.profile.train[method], self.store, seed=self.profile.seed,
+                        device=self.device, progress=self.progress, profile=self.profile.name)
+            self.entries[method] = Entry(method, res.model, res.artifact.key, res.wall_time_s,
+                                         {"history": res.history, "cached": res.cached,
+                                          "epoch_seconds": res.epoch_time_s})
+        return self.entries[method]
+
+    def add(self, name: str, model: nn.Module, key: str, train_seconds: float, **info) -> Entry:
+        """Register a model produced elsewhere (e.g. by SAT) so it is evaluated like the others."""
+        self.entries[name] = Entry(name, model, key, train_seconds, info)
+        self._libraries.pop(name, None)
+        return self.entries[name]
+
+    def entry(self, name: str) -> Entry:
+        """A registered model, training it first when it is one of the base methods."""
+        if name not in self.entries:
+            if name in METHODS:
+                return self.train(name)
+            raise ConfigError(f"no model named {name!r}; known: {', '.join(sorted(self.entries)) or 'none'}")
+        return self.entries[name]
+
+    # kNN ----------------------------------------------------------------
+    def library(self, name: str) -> KNN:
+        """The kNN over the library images' features under this model."""
+        if name not in self._libraries:
+            ent = self.entry(name)
+            idx = self.library_index
+            self._libraries[name] = build_library(ent.model, self.data.x_train[idx], self.data.y_train[idx],
+                                                  k=self.profile.k, n_classes=self.data.n_classes)
+        return self._libraries[name]
+
+    def test_features(self, name: str) -> torch.Tensor:
+        """Features of the test images under this model."""
+        return extract_features(self.entry(name).model, self.data.x_test)
+
+    def accuracy(self, name: str, k: int | None = None) -> float:
+        """Clean kNN accuracy on the test set (optionally with another k)."""
+        knn = self.library(name)
+        feats = self.test_features(name)
+        if k is None or k == knn.k:
+            return knn.score(feats, torch.as_tensor(self.data.y_test))
+        other = KNN(k=k, n_classes=knn.n_classes).fit(knn.features, knn.labels)
+        return other.score(feats, torch.as_tensor(self.data.y_test))
+
+    # evaluation ---------------------------------------------------------
+    def evaluate(self, name: str, eps_space: str = "pixel", optimization: bool = True) -> dict:
+        """ACC, DSR small/large, noise control and L2 for one model (cached)."""
+        ent = self.entry(name)
+        p = self.profile
+        settings = {"model": ent.key, "k": p.k, "m": p.m, "n_attack": p.n_attack, "n_attack_opt": p.n_attack_opt,
+                    "small": dataclasses.asdict(p.small), "large": dataclasses.asdict(p.large),
+                    "opt": [p.opt_binary_steps, p.opt_steps], "eps_space": eps_space,
+                    "optimization": optimization, "n_library": len(self.library_index), "seed": p.seed}
+        art = self.store.artifact("evaluate", settings, self.data.fingerprint())
+        cached = self.store.load_result(art)
+        if cached is not None:
+            return cached
+        t0 = time.perf_counter()
+        out = evaluate(ent.model, self.library(name), self.data.x_test, self.data.y_test, p, eps_space=eps_space,
+                       optimization=optimization, seed=p.seed, progress=self.progress)
+        out.update(model=name, train_seconds=ent.train_seconds)
+        out["provenance"] = provenance(profile=p.name, dataset=self.data.describe(), seed=p.seed,
+                                       wall_time_s=time.perf_counter() - t0, device=str(self.device))
+        self.store.save_result(art, out)
+        return out
+
+    def table(self, names: list[str], eps_space: str = "pixel", optimization: bool = True) -> pd.DataFrame:
+        """One row per model: ACC, DSR small/large (with the noise control), L2, times."""
+        rows = []
+        for name in names:
+            r = self.evaluate(name, eps_space, optimization)
+            rows.append({
+                "model": LABELS.get(name, name), "ACC": r["acc"], "DSR small": r["dsr_small"],
+                "DSR large": r["dsr_large"], "noise DSR small": r["noise_dsr_small"],
+                "noise DSR large": r["noise_dsr_large"], "L2": r.get("l2", float("nan")),
+                "unbroken (opt)": r.get("opt_unbroken"), "N": r["n_attacked"],
+                "train s": round(r["train_seconds"], 1),
+                "attack s/img (small)": r["attacks"]["small"]["seconds_per_image"],
+            })
+        return pd.DataFrame(rows).set_index("model")

@@ -1,0 +1,180 @@
+"""Representation learning: AMDIM, NPID, SimCLR-style and supervised training loops that checkpoint and resume."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from satnb.augment import amdim_augment, npid_augment, simclr_augment, supervised_augment
+from satnb.config import METHODS, ConfigError, TrainSettings
+from satnb.data import CIFAR10_MEAN, CIFAR10_STD, Dataset, to_tensor
+from satnb.losses import AMDIMLoss, NPIDMemoryBank, NTXentLoss
+from satnb.models import Classifier, MLPHead, ProjectionModel, build_encoder
+from satnb.store import Artifact, Store, provenance
+
+NPID_DIM = 128
+
+
+def channel_stats(data: Dataset) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of the training images in [0,1] (CIFAR-10: the usual constants)."""
+    if data.name == "cifar10":
+        return CIFAR10_MEAN, CIFAR10_STD
+    x = data.x_train.reshape(-1, data.x_train.shape[-1]).astype(np.float64) / 255.0
+    return tuple(x.mean(0).tolist()), tuple(np.maximum(x.std(0), 1e-3).tolist())
+
+
+def build_model(method: str, settings: TrainSettings, data: Dataset) -> nn.Module:
+    """The network a method trains, with the data's normalisation inside."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown method {method!r}; valid methods are {', '.join(METHODS)}")
+    mean, std = channel_stats(data)
+    kwargs = dict(settings.encoder_kwargs, mean=mean, std=std)
+    if settings.encoder == "amdim":
+        kwargs.setdefault("image_size", data.image_shape[0])
+    encoder = build_encoder(settings.encoder, **kwargs)
+    if method == "sup":
+        return Classifier(encoder, data.n_classes)
+    if method == "simclr":
+        return ProjectionModel(encoder, MLPHead(encoder.feature_dim, 512, 128), feature_source="encoder")
+    if method == "npid":
+        return ProjectionModel(encoder, nn.Linear(encoder.feature_dim, NPID_DIM), feature_source="head",
+                               normalize_head=True)
+    if settings.encoder != "amdim":
+        raise ConfigError(f"method 'amdim' needs the AMDIM encoder, not {settings.encoder!r}")
+    return encoder
+
+
+class _Objective(nn.Module):
+    """One method's loss on a batch (its own state, e.g. NPID's memory bank, is checkpointed with it)."""
+
+    def __init__(self, method: str, model: nn.Module, n_samples: int, image_size: int):
+        super().__init__()
+        self.method = method
+        if method == "amdim":
+            self.loss = AMDIMLoss(model.n_rkhs)
+            self.augment = amdim_augment(image_size)
+        elif method == "simclr":
+            self.loss = NTXentLoss(0.5)
+            self.augment = simclr_augment(image_size)
+        elif method == "npid":
+            self.bank = NPIDMemoryBank(n_samples, NPID_DIM, temperature=0.1, momentum=0.5)
+            self.augment = npid_augment(image_size)
+        else:
+            self.augment = supervised_augment(image_size)
+
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> Tensor:
+        if self.method == "sup":
+            return F.cross_entropy(model(self.augment(x)), y)
+        if self.method == "npid":
+            return self.bank.loss(model(self.augment(x)), idx)
+        return self.loss(model(self.augment(x)), model(self.augment(x)))
+
+
+@dataclass
+class TrainResult:
+    """A trained model, its per-epoch history and where it is cached."""
+
+    method: str
+    model: nn.Module
+    history: list[dict]
+    artifact: Artifact
+    wall_time_s: float
+    cached: bool
+
+    @property
+    def epoch_time_s(self) -> float:
+        """Mean seconds per epoch over the epochs that ran."""
+        times = [h["seconds"] for h in self.history]
+        return float(np.mean(times)) if times else float("nan")
+
+
+def _optimizer(settings: TrainSettings, params) -> torch.optim.Optimizer:
+    if settings.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=settings.lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    if settings.optimizer == "adam":
+        return torch.optim.Adam(params, lr=settings.lr)
+    raise ConfigError(f"unknown optimizer {settings.optimizer!r}; use 'adam' or 'sgd'")
+
+
+def train(method: str, data: Dataset, settings: TrainSettings, store: Store | None = None, seed: int = 0,
+          device: torch.device | str = "cpu", progress: bool = True, profile: str | None = None,
+          on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+    """Train (or load from the cache) one method's network on the training split; resumes after interruption.
+
+    Labels are read only by `sup`. Every epoch is checkpointed, so calling this again after an
+    interruption continues from the last finished epoch and ends with the same weights.
+    """
+    store = store or Store()
+    device = torch.device(device)
+    art = store.artifact(f"train-{method}", {"method": method, "settings": dataclasses.asdict(settings),
+                                             "seed": seed, "classes": data.n_classes}, data.fingerprint())
+    model = build_model(method, settings, data)
+    images = data.x_train if method == "sup" or data.x_unlabeled is None else \
+        np.concatenate([data.x_train, data.x_unlabeled])
+    objective = _Objective(method, model, len(images), data.image_shape[0])
+    model.to(device, memory_format=torch.channels_last)
+    objective.to(device)
+
+    final = store.load_checkpoint(art)
+    if final is not None:
+        model.load_state_dict(final["model"])
+        res = store.load_result(art) or {}
+        return TrainResult(method, model.eval(), res.get("history", []), art, res.get("wall_time_s", 0.0), True)
+
+    opt = _optimizer(settings, model.parameters())
+    start_epoch, history, spent = 0, [], 0.0
+    state = store.load_checkpoint(art, final=False)
+    if state is not None:
+        model.load_state_dict(state["model"])
+        objective.load_state_dict(state["objective"])
+        opt.load_state_dict(state["optimizer"])
+        start_epoch, history, spent = state["epoch"], list(state["history"]), float(state["spent"])
+
+    x_all = to_tensor(images)
+    y_all = torch.as_tensor(data.y_train if method == "sup" else np.zeros(len(images), dtype=np.int64))
+    n = len(x_all)
+    bs = min(settings.batch_size, n)
+    bar = tqdm(range(start_epoch, settings.epochs), desc=f"train {method}", disable=not progress,
+               initial=start_epoch, total=settings.epochs)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        torch.manual_seed(seed * 100_003 + epoch)  # per-epoch seed: a resumed run replays the same epoch
+        perm = torch.randperm(n)
+        model.train()
+        losses = []
+        for i in range(0, n - bs + 1, bs):  # drop the last partial batch (contrastive losses need full ones)
+            idx = perm[i:i + bs]
+            x = x_all[idx].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+            loss = objective(model, x, y_all[idx].to(device), idx.to(device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{method} loss became {loss.item()} at epoch {epoch + 1}; "
+                                         f"lower the learning rate (now {settings.lr})")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        seconds = time.perf_counter() - t0
+        spent += seconds
+        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": seconds}
+        history.append(record)
+        bar.set_postfix(loss=f"{record['loss']:.3f}")
+        store.save_checkpoint(art, {"model": model.state_dict(), "objective": objective.state_dict(),
+                                    "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                                    "history": history, "spent": spent})
+        if on_epoch_end is not None:
+            on_epoch_end(epoch + 1, record)
+    model.eval()
+    store.save_result(art, {"history": history, "wall_time_s": spent,
+                            "provenance": provenance(profile=profile, dataset=data.describe(), seed=seed,
+                                                     wall_time_s=spent, device=str(device), method=method)})
+    store.save_checkpoint(art, {"model": model.state_dict()}, final=True)
+    return TrainResult(method, model, history, art, spent, False)
+

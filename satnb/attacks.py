@@ -277,6 +277,14 @@ class PGD(Attack):
         return self._sign_descent(x, lambda x_adv: -F.cross_entropy(self.model(x_adv), y, reduction="sum"), gen)
 
 
+def binary_search_step(c: Tensor, lo: Tensor, hi: Tensor, success: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Next constants (c, lo, hi) per image: x10 until the first success, then bisect between lo and hi."""
+    hi = torch.where(success, torch.minimum(hi, c), hi)
+    lo = torch.where(success, lo, torch.maximum(lo, c))
+    c = torch.where(torch.isfinite(hi), (lo + hi) / 2, c * 10)
+    return c, lo, hi
+
+
 @dataclass
 class OptimizationResult:
     """Outcome of the optimisation attack: the images, their L2 perturbation and which were broken."""
@@ -378,10 +386,7 @@ class KNNOptimizationAttack(Attack):
                     loss = (l2sq + coeff * (feats - target).pow(2).sum(1)).sum()
                     (w.grad,) = torch.autograd.grad(loss, w)
                     opt.step()
-            ok = fooled_now.cpu()
-            c_hi = torch.where(ok, torch.minimum(c_hi, c), c_hi)
-            c_lo = torch.where(ok, c_lo, torch.maximum(c_lo, c))
-            c = torch.where(torch.isfinite(c_hi), (c_lo + c_hi) / 2, c * 10)
+            c, c_lo, c_hi = binary_search_step(c, c_lo, c_hi, fooled_now.cpu())
         # report what the returned images really do: recompute features and norms from them
         with torch.no_grad():
             success = self._fooled(self.model.features(best_adv), y) & torch.isfinite(best_l2)

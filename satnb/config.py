@@ -71,6 +71,7 @@ class Profile:
     opt_binary_steps: int = 10
     opt_steps: int = 100
     sat: SATSettings = SATSettings(iterations=300)
+    mi_steps: int = 300  # critic training steps per level of the MI staircase
     seed: int = 2019
     fallback_to_digits: bool = True  # smaller profiles may run on sklearn digits offline
 
@@ -100,7 +101,7 @@ PROFILES: dict[str, Profile] = {
         train=_cpu_train({"amdim": 1, "npid": 1, "simclr": 1, "sup": 2}, 128,
                          amdim={"ndf": 16, "n_rkhs": 64, "n_depth": 1}),
         opt_binary_steps=3, opt_steps=15,
-        sat=SATSettings(iterations=4, batch_size=50, eval_every=2, baseline_epochs=1),
+        sat=SATSettings(iterations=4, batch_size=50, eval_every=2, baseline_epochs=1), mi_steps=40,
     ),
     "quick": Profile(
         name="quick", n_train=5000, n_test=1000, k=75, m=100, n_attack=200, n_attack_opt=40,
@@ -112,7 +113,7 @@ PROFILES: dict[str, Profile] = {
         name="cpu", n_train=10000, n_test=2000, k=75, m=300, n_attack=500, n_attack_opt=100,
         train=_cpu_train({"amdim": 20, "npid": 30, "simclr": 40, "sup": 40}, 256, amdim=_SMALL_AMDIM),
         opt_binary_steps=6, opt_steps=60,
-        sat=SATSettings(iterations=300, batch_size=100, eval_every=50, baseline_epochs=10),
+        sat=SATSettings(iterations=300, batch_size=100, eval_every=50, baseline_epochs=10), mi_steps=800,
     ),
     "paper": Profile(
         name="paper", n_train=None, n_test=None, n_library=45000, k=75, m=300, n_attack=1000,
@@ -126,7 +127,7 @@ PROFILES: dict[str, Profile] = {
                                  encoder_kwargs={"ndf": 128, "n_rkhs": 128, "n_depth": 3}),
         },
         opt_binary_steps=10, opt_steps=100,
-        sat=SATSettings(iterations=300, batch_size=100, eval_every=25, baseline_epochs=30),
+        sat=SATSettings(iterations=300, batch_size=100, eval_every=25, baseline_epochs=30), mi_steps=4000,
         fallback_to_digits=False,
     ),
 }

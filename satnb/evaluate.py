@@ -143,3 +143,36 @@ def evaluate(model: nn.Module, knn: KNN, x_test: np.ndarray | Tensor, y_test: np
     if keep_images:
         out["_images"] = {"x": x, "y": y, "idx": idx, **images}
     return out
+
+
+def eps_sweep(model: nn.Module, knn: KNN, x: Tensor, y: Tensor, eps_values: list[float], m: int,
+              steps: int = 10, eps_space: str = "pixel", seed: int = 0, progress: bool = False) -> list[dict]:
+    """DSR of the gradient attack and of uniform noise at each eps (step eps/6, as in the small setting)."""
+    rows = []
+    for eps in tqdm(eps_values, desc="eps sweep", disable=not progress, leave=False):
+        setting = AttackSettings(eps, eps / 6, steps)
+        atk = run_attack("gradient", gradient_attack(model, knn, setting, m, eps_space, seed), model, knn, x, y)
+        noise = run_attack("noise", UniformNoise(eps, seed=seed, model=model, eps_space=eps_space), model, knn, x, y)
+        rows.append({"eps": eps, "attack": "gradient", "dsr": atk.dsr})
+        rows.append({"eps": eps, "attack": "uniform noise", "dsr": noise.dsr})
+    return rows
+
+
+def restarts_dsr(model: nn.Module, knn: KNN, x: Tensor, y: Tensor, setting: AttackSettings, m: int,
+                 restarts: int = 3, eps_space: str = "pixel", seed: int = 0) -> list[float]:
+    """DSR after 1..R random restarts: an image counts as defended only if every restart fails."""
+    defended = torch.ones(len(y), dtype=torch.bool)
+    out = []
+    for r in range(restarts):
+        res = run_attack("gradient", gradient_attack(model, knn, setting, m, eps_space, seed + 1000 * r),
+                         model, knn, x, y)
+        defended &= res.pred == y
+        out.append(float(defended.float().mean()))
+    return out
+
+
+def transfer_dsr(source: nn.Module, source_knn: KNN, target: nn.Module, target_knn: KNN, x: Tensor, y: Tensor,
+                 setting: AttackSettings, m: int, eps_space: str = "pixel", seed: int = 0) -> float:
+    """DSR of the target kNN on adversarial images crafted against the source model (a black-box check)."""
+    adv = gradient_attack(source, source_knn, setting, m, eps_space, seed)(x, y)
+    return float((predict(target, target_knn, adv) == y).float().mean())

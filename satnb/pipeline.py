@@ -13,7 +13,7 @@ from torch import nn
 
 from satnb.config import METHODS, ConfigError, Profile
 from satnb.data import Dataset, stratified_indices
-from satnb.evaluate import build_library, evaluate, extract_features
+from satnb.evaluate import as_images, build_library, evaluate, extract_features, first_correct, gradient_attack
 from satnb.knn import KNN
 from satnb.pretrain import train
 from satnb.store import Store, provenance
@@ -99,6 +99,40 @@ class Pipeline:
             return knn.score(feats, torch.as_tensor(self.data.y_test))
         other = KNN(k=k, n_classes=knn.n_classes).fit(knn.features, knn.labels)
         return other.score(feats, torch.as_tensor(self.data.y_test))
+
+    def attacked(self, name: str, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The first n (default: the profile's N) correctly classified test images and their labels."""
+        knn = self.library(name)
+        y = torch.as_tensor(self.data.y_test)
+        pred = knn.predict(self.test_features(name))
+        idx = first_correct(pred, y, min(n or self.profile.n_attack, int((pred == y).sum())))
+        return as_images(self.data.x_test[idx.numpy()]), y[idx]
+
+    def library_images(self, library_idx: torch.Tensor) -> np.ndarray:
+        """uint8 images of library entries (indices as returned by the kNN search)."""
+        return self.data.x_train[self.library_index[np.asarray(library_idx)]]
+
+    def m(self, name: str) -> int:
+        """The guide-group size: the profile's m, capped by the smallest library class."""
+        return min(self.profile.m, int(self.library(name).class_counts.min()))
+
+    def examples(self, name: str, n: int = 4, setting: str = "small", n_neighbours: int = 5) -> dict:
+        """Clean and attacked images with their nearest library images before and after (for figures)."""
+        x, y = self.attacked(name, n)
+        model, knn = self.entry(name).model, self.library(name)
+        adv = gradient_attack(model, knn, getattr(self.profile, setting), self.m(name), seed=self.profile.seed)(x, y)
+        f_x, f_adv = extract_features(model, x), extract_features(model, adv)
+        _, before = knn.search(f_x, n_neighbours)
+        _, after = knn.search(f_adv, n_neighbours)
+        pred = knn.predict(f_adv)
+        cls = self.data.classes
+
+        def u8(t: torch.Tensor) -> np.ndarray:
+            return (t.permute(0, 2, 3, 1).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+
+        return {"x": u8(x), "adv": u8(adv), "before": [self.library_images(i) for i in before],
+                "after": [self.library_images(i) for i in after],
+                "titles": [f"{cls[a]} -> {cls[b]}" for a, b in zip(y.tolist(), pred.tolist())]}
 
     # evaluation ---------------------------------------------------------
     def evaluate(self, name: str, eps_space: str = "pixel", optimization: bool = True) -> dict:

@@ -63,3 +63,104 @@ def class_examples(data: Dataset, per_class: int = 8) -> plt.Figure:
     idx = np.concatenate([np.flatnonzero(data.y_train == c)[:per_class] for c in range(data.n_classes)])
     titles = [data.classes[data.y_train[i]] if j % per_class == 0 else "" for j, i in enumerate(idx)]
     return image_grid(data.x_train[idx], titles, ncols=per_class)
+
+
+# ---------------------------------------------------------------- representation learning
+
+def training_curves(histories: dict[str, list[dict]]) -> plt.Figure:
+    """Training loss per epoch, one panel per method (losses differ in scale)."""
+    n = len(histories)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.8), squeeze=False)
+    for ax, (name, hist) in zip(axes.flat, histories.items()):
+        df = pd.DataFrame(hist)
+        if len(df):
+            sns.lineplot(data=df, x="epoch", y="loss", marker="o", ax=ax)
+        ax.set_title(name)
+    fig.tight_layout()
+    return fig
+
+
+def accuracy_vs_k(rows: list[dict]) -> plt.Figure:
+    """Clean kNN accuracy against k for each model (rows: model, k, accuracy)."""
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    sns.lineplot(data=pd.DataFrame(rows), x="k", y="accuracy", hue="model", marker="o", ax=ax)
+    ax.set_xscale("log")
+    ax.axvline(75, color="grey", ls=":", lw=1)
+    ax.text(75, ax.get_ylim()[0], " k=75 (paper)", color="grey", va="bottom")
+    fig.tight_layout()
+    return fig
+
+
+def feature_map(features: dict[str, np.ndarray], labels: np.ndarray, classes: tuple[str, ...]) -> plt.Figure:
+    """2-D PCA of each model's test features, coloured by class."""
+    from sklearn.decomposition import PCA
+
+    n = len(features)
+    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False)
+    for i, (ax, (name, f)) in enumerate(zip(axes.flat, features.items())):
+        xy = PCA(2, random_state=0).fit_transform(np.asarray(f, dtype=np.float64))
+        sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=[classes[c] for c in labels], s=8, linewidth=0,
+                        palette="tab10", ax=ax, legend=i == n - 1)
+        ax.set_title(name)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if n:
+        axes.flat[-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- attacks
+
+def attack_examples(x: np.ndarray, adv: np.ndarray, neighbours_before: np.ndarray, neighbours_after: np.ndarray,
+                    titles: list[str], n_neighbours: int = 5) -> plt.Figure:
+    """Rows of: clean image, adversarial image, amplified perturbation, nearest library images before/after."""
+    rows = len(x)
+    cols = 3 + 2 * n_neighbours
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.0, rows * 1.2), squeeze=False)
+    for r in range(rows):
+        delta = adv[r].astype(np.float32) - x[r].astype(np.float32)
+        amp = np.clip(0.5 + delta / (2 * max(np.abs(delta).max(), 1e-6)), 0, 1)
+        panels = [x[r], adv[r], amp, *neighbours_before[r][:n_neighbours], *neighbours_after[r][:n_neighbours]]
+        for c, (ax, img) in enumerate(zip(axes[r], panels)):
+            ax.imshow(img, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                head = ["clean", "adversarial", "perturbation\n(amplified)"]
+                ax.set_title(head[c] if c < 3 else ("neighbours\nbefore" if c == 3 else
+                             "neighbours\nafter" if c == 3 + n_neighbours else ""), fontsize=7)
+        axes[r][0].set_ylabel(titles[r], fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def eps_sweep_plot(rows: list[dict], paper_eps: tuple[float, ...] = (0.03, 0.06)) -> plt.Figure:
+    """DSR against eps for the gradient attack and uniform noise, one line per model."""
+    df = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(6.5, 3.6))
+    sns.lineplot(data=df, x="eps", y="dsr", hue="model", style="attack", marker="o", ax=ax)
+    for e in paper_eps:
+        ax.axvline(e, color="grey", ls=":", lw=1)
+    ax.set_ylabel("DSR (kNN accuracy on attacked images)")
+    ax.set_ylim(-0.02, 1.02)
+    fig.tight_layout()
+    return fig
+
+
+def l2_distribution(l2_by_model: dict[str, list[float | None]]) -> plt.Figure:
+    """Empirical CDF of the optimisation attack's L2 per model (unbroken images never reach 1)."""
+    rows = [{"model": m, "L2": v} for m, vals in l2_by_model.items() for v in vals if v is not None]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    if rows:
+        sns.ecdfplot(data=pd.DataFrame(rows), x="L2", hue="model", ax=ax)
+    ax.set_ylabel("fraction of attacked images broken")
+    fig.tight_layout()
+    return fig
+
+
+def vote_histogram(votes: np.ndarray, classes: tuple[str, ...], title: str, ax: plt.Axes) -> None:
+    """Bar chart of kNN votes per class."""
+    sns.barplot(x=list(classes), y=votes, ax=ax, color="steelblue")
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(axis="x", rotation=60, labelsize=7)

@@ -9,7 +9,14 @@ from sklearn.datasets import load_digits
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from satnb.attacks import PGD, KNNGradientAttack, KNNOptimizationAttack, OptimizationResult, UniformNoise
+from satnb.attacks import (
+    PGD,
+    KNNGradientAttack,
+    KNNOptimizationAttack,
+    OptimizationResult,
+    UniformNoise,
+    binary_search_step,
+)
 from satnb.knn import KNN
 
 K, M = 15, 30
@@ -184,6 +191,31 @@ def test_optimization_attack_reports_honestly(setup):
     res2 = longer.run(x, y)
     assert torch.all(res2.success[res.success])
     assert torch.all(res2.l2[res.success] <= res.l2[res.success] + 1e-6)
+
+
+def test_optimization_attack_keeps_the_smallest_success(setup):
+    model, knn, xs, ys, *_ = setup
+    x, y = xs[:12], ys[:12]
+    # one search step with a large c: the short run's iterates are a prefix of the long run's,
+    # and later iterates drift further towards the guide group (larger L2)
+    short = KNNOptimizationAttack(model, knn, m=M, binary_search_steps=1, steps=12, lr=0.1, initial_const=100.0)
+    long = KNNOptimizationAttack(model, knn, m=M, binary_search_steps=1, steps=30, lr=0.1, initial_const=100.0)
+    a, b = short.run(x, y), long.run(x, y)
+    assert a.n_success >= 6 and torch.all(b.success[a.success])
+    assert torch.all(b.l2[a.success] <= a.l2[a.success] + 1e-6)
+
+
+def test_binary_search_on_c():
+    c, lo, hi = torch.tensor([0.01, 0.01]), torch.zeros(2), torch.full((2,), float("inf"))
+    trace = []
+    # image 0: fails at 0.01 and 0.1, succeeds from 1 on; image 1: fails at 0.01, 0.1, 1, then succeeds
+    for success in ([False, False], [False, False], [True, False], [True, True], [False, True]):
+        c, lo, hi = binary_search_step(c, lo, hi, torch.tensor(success))
+        trace.append(c.tolist())
+    expected = [[0.1, 0.1], [1.0, 1.0], [0.55, 10.0], [0.325, 5.5], [0.4375, 3.25]]
+    for got, want in zip(trace, expected):
+        assert got == pytest.approx(want)
+    assert hi.tolist() == pytest.approx([0.55, 5.5]) and lo.tolist() == pytest.approx([0.325, 1.0])
 
 
 def test_optimization_attack_is_deterministic(setup):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from satnb.knn import KNN, guide_groups, guide_means
+from satnb.knn import KNN, _put_first, guide_groups, guide_means
 
 
 def clustered(n: int, n_classes: int, dim: int, seed: int, spread: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -171,6 +171,12 @@ def test_guide_anchor_first_despite_duplicates():
     anchor = knn.search_class(1, torch.zeros(1, 2), 1)[1][0, 0]
     assert torch.all(idx[:, 0] == anchor) and all(len(set(r)) == 4 for r in idx.tolist())
     assert torch.all(lib[idx] == 1)
+
+
+def test_put_first_moves_or_inserts_the_anchor():
+    idx = torch.tensor([[4, 7, 9], [1, 2, 3], [5, 6, 8]])
+    out = _put_first(idx, torch.tensor([7, 0, 5]))
+    assert torch.equal(out, torch.tensor([[7, 4, 9], [0, 1, 2], [5, 6, 8]]))
 
 
 def test_guide_errors():

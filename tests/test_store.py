@@ -4,7 +4,15 @@ import pickle
 import pytest
 import torch
 
-from satnb.store import ArtifactError, Store, atomic_write_bytes, canonical_json, code_fingerprint, load_state, provenance
+from satnb.store import (
+    ArtifactError,
+    Store,
+    atomic_write_bytes,
+    canonical_json,
+    code_fingerprint,
+    load_state,
+    provenance,
+)
 
 
 @pytest.fixture

@@ -289,10 +289,10 @@ def binary_search_step(c: Tensor, lo: Tensor, hi: Tensor, success: Tensor) -> tu
 class OptimizationResult:
     """Outcome of the optimisation attack: the images, their L2 perturbation and which were broken."""
 
-    adv: Tensor  # (B, C, H, W) smallest successful example, or the clean image where none was found
-    l2: Tensor  # (B,) ||adv - x||_2 in pixel units; inf where the kNN was never fooled
-    success: Tensor  # (B,) bool: the kNN misclassifies adv
-    const: Tensor  # (B,) the constant c that produced adv; nan where never fooled
+    adv: Tensor  # (B, C, H, W) on the images' device: smallest successful example, else the clean image
+    l2: Tensor  # (B,) CPU: ||adv - x||_2 in pixel units; inf where the kNN was never fooled
+    success: Tensor  # (B,) CPU bool: the kNN misclassifies adv
+    const: Tensor  # (B,) CPU float64: the constant c that produced adv; nan where never fooled
 
     @property
     def n_success(self) -> int:
@@ -344,7 +344,7 @@ class KNNOptimizationAttack(Attack):
                 sl = slice(s, s + self.batch_size)
                 parts.append(self._optimize(images[sl].to(work), labels[sl]))
         adv, l2, success, const = (torch.cat(p) for p in zip(*parts))
-        return OptimizationResult(adv=adv.to(images.dtype), l2=l2, success=success, const=const)
+        return OptimizationResult(adv=adv.to(images.dtype), l2=l2.cpu(), success=success.cpu(), const=const)
 
     def _attack_batch(self, x: Tensor, y: Tensor | None, gen: torch.Generator | None) -> Tensor:
         return self._optimize(x, y)[0]

@@ -116,10 +116,14 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
     device = torch.device(device)
     art = store.artifact(f"train-{method}", {"method": method, "settings": dataclasses.asdict(settings),
                                              "seed": seed, "classes": data.n_classes}, data.fingerprint())
-    model = build_model(method, settings, data)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # the initial weights depend on the seed alone
+        model = build_model(method, settings, data)
     images = data.x_train if method == "sup" or data.x_unlabeled is None else \
         np.concatenate([data.x_train, data.x_unlabeled])
-    objective = _Objective(method, model, len(images), data.image_shape[0])
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        objective = _Objective(method, model, len(images), data.image_shape[0])
     model.to(device, memory_format=torch.channels_last)
     objective.to(device)
 

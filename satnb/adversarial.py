@@ -39,6 +39,7 @@ SAT_OBJECTIVES = ("heads", "amdim")
 BASELINES = ("at", "mat", "alp")
 PAPER_BETAS = (0.9, 0.999)  # the paper says plain Adam: torch's default betas, no weight decay
 AUTHORS_BETAS = (0.8, 0.999)  # the authors' SAT code (with weight_decay=1e-5)
+_BASELINE_ONLY = ("baseline_epochs", "alp_weight")  # SATSettings fields that do not change a SAT run
 EvalFn = Callable[[nn.Module, int], dict]
 Images = np.ndarray | Tensor
 
@@ -362,7 +363,7 @@ def sat(model: nn.Module, x_train: Images, y_library: Images, settings: SATSetti
         device: torch.device | str = "cpu", progress: bool = True, eval_fn: EvalFn | None = None, *,
         betas: tuple[float, float] = PAPER_BETAS, weight_decay: float = 0.0, guide: str = "authors",
         critic_hidden: int = 256, critic_embed: int = 64, n_classes: int | None = None, eval_key: str = "",
-        profile: str | None = None) -> AdvTrainResult:
+        track_success: bool = False, profile: str | None = None) -> AdvTrainResult:
     """Self-supervised adversarial training (Algorithm 1) of a copy of `model`, cached and resumable.
 
     Each iteration samples `settings.batch_size` images of x_train, attacks them with the kNN
@@ -371,7 +372,8 @@ def sat(model: nn.Module, x_train: Images, y_library: Images, settings: SATSetti
     takes one Adam step on L_contrast(f(x), f(x_adv)) via `sat_step`, which sees no labels.
     y_library are the library labels; they only choose guide groups (and, with
     keep_only_successful, which pairs the kNN misclassifies and so are kept; a step with fewer
-    than 2 kept pairs is skipped). eval_fn(model, iteration) runs at iteration 0, every
+    than 2 kept pairs is skipped; track_success records the kNN's error rate on x_adv without
+    filtering, at the cost of one more feature pass). eval_fn(model, iteration) runs at iteration 0, every
     `settings.eval_every` and at the end; `eval_key` names it in the cache key.
     """
     store, device = store or Store(), torch.device(device)
@@ -389,8 +391,10 @@ def sat(model: nn.Module, x_train: Images, y_library: Images, settings: SATSetti
     model = copy.deepcopy(model).to(device)
     obj = SATObjective(objective, model, critic_hidden, critic_embed, seed).to(device)
     method = f"sat-{objective}"
-    key = {"settings": asdict(settings), "attack": asdict(attack), "k": k, "m": m, "objective": objective,
-           "keep_only_successful": keep_only_successful, "eps_space": eps_space, "base": base_key, "seed": seed,
+    sat_fields = {k: v for k, v in asdict(settings).items() if k not in _BASELINE_ONLY}
+    key = {"settings": sat_fields, "attack": asdict(attack), "k": k, "m": m, "objective": objective,
+           "keep_only_successful": keep_only_successful, "track_success": track_success,
+           "eps_space": eps_space, "base": base_key, "seed": seed,
            "betas": list(betas), "weight_decay": weight_decay, "guide": guide, "n_classes": n_classes,
            "critic": [critic_hidden, critic_embed] if objective == "heads" else None, "eval": eval_key,
            "arrays": _fingerprint(x_train, y_lib)}
@@ -413,12 +417,15 @@ def sat(model: nn.Module, x_train: Images, y_library: Images, settings: SATSetti
         atk = KNNGradientAttack(model, knn, eps=attack.eps, step=attack.step, steps=attack.steps, m=m, guide=guide,
                                 eps_space=eps_space, seed=step_seed, batch_size=bs)
         x_adv = atk(x, y)
-        fooled = knn.predict(extract_features(model, x_adv)) != y
-        if keep_only_successful:
-            x, x_adv = x[fooled.to(x.device)], x_adv[fooled.to(x.device)]
+        success = None
+        if keep_only_successful or track_success:
+            fooled = (knn.predict(extract_features(model, x_adv)) != y).to(x.device)
+            success = float(fooled.float().mean())
+            if keep_only_successful:
+                x, x_adv = x[fooled], x_adv[fooled]
         t2 = time.perf_counter()
-        row = {"refreshed": refreshed, "attack_success": float(fooled.float().mean()),
-               "n_pairs": len(x), "refresh_seconds": t1 - t0, "attack_seconds": t2 - t1}
+        row = {"refreshed": refreshed, "attack_success": success, "n_pairs": len(x),
+               "refresh_seconds": t1 - t0, "attack_seconds": t2 - t1}
         if len(x) < 2:
             return {**row, "loss": None, "mi_estimate": None, "update_seconds": 0.0}
         out = sat_step(model, obj, optimizer, x, x_adv)

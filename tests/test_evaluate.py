@@ -1,0 +1,90 @@
+"""The evaluation protocol and the pipeline, end to end on a tiny offline setup."""
+
+import numpy as np
+import pytest
+import torch
+
+from satnb.config import ConfigError, TrainSettings, get_profile
+from satnb.data import load_digits
+from satnb.evaluate import as_images, build_library, evaluate, extract_features, first_correct
+from satnb.pipeline import Pipeline
+from satnb.store import Store
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    data = load_digits().subset(400, 120, seed=0)
+    settings = TrainSettings("convnet", epochs=6, batch_size=32, lr=5e-3, encoder_kwargs={"widths": (16, 32, 64)})
+    profile = get_profile("smoke").replace(
+        train={m: settings for m in ("sup", "simclr", "npid")}, k=5, m=10, n_attack=30, n_attack_opt=6,
+        opt_binary_steps=3, opt_steps=10)
+    return data, profile
+
+
+def test_first_correct_takes_dataset_order():
+    pred = torch.tensor([0, 1, 1, 0, 2])
+    y = torch.tensor([0, 0, 1, 0, 2])
+    assert first_correct(pred, y, 2).tolist() == [0, 2]
+    with pytest.raises(ConfigError, match="larger than the test set"):
+        first_correct(pred, y, 6)
+    with pytest.raises(ConfigError, match="fewer than N=5"):
+        first_correct(pred, y, 5)
+    with pytest.raises(ConfigError, match="N >= 1"):
+        first_correct(pred, y, 0)
+
+
+def test_pipeline_end_to_end(tmp_path, tiny):
+    data, profile = tiny
+    pipe = Pipeline(profile, data, Store(tmp_path), progress=False)
+    res = pipe.evaluate("sup")
+    assert 0.3 < res["acc"] <= 1.0
+    assert res["n_attacked"] == 30
+    # the attacks must beat uniform noise of the same size, and the larger attack must not be weaker
+    assert res["dsr_small"] < res["noise_dsr_small"]
+    assert res["dsr_large"] <= res["dsr_small"] + 0.1
+    assert res["opt_n"] == 6 and len(res["l2_all"]) == 6
+    assert res["provenance"]["profile"] == "smoke" and res["provenance"]["dataset"]["dataset"] == "digits"
+    # cached: the second call reads the stored JSON
+    assert Pipeline(profile, data, Store(tmp_path), progress=False).evaluate("sup") == res
+    table = pipe.table(["sup"])
+    assert table.loc["SUP", "ACC"] == res["acc"]
+
+
+def test_evaluate_agrees_with_direct_knn(tiny, tmp_path):
+    data, profile = tiny
+    pipe = Pipeline(profile, data, Store(tmp_path), progress=False)
+    model = pipe.entry("sup").model
+    knn = build_library(model, data.x_train, data.y_train, k=profile.k)
+    out = evaluate(model, knn, data.x_test, data.y_test, profile, optimization=False, progress=False)
+    feats = extract_features(model, as_images(data.x_test))
+    # an independent brute-force kNN vote
+    d = torch.cdist(feats, knn.features)
+    nn_labels = knn.labels[d.topk(profile.k, largest=False).indices]
+    votes = torch.nn.functional.one_hot(nn_labels, data.n_classes).sum(1)
+    unique_max = (votes == votes.max(1, keepdim=True).values).sum(1) == 1
+    acc_ref = (votes.argmax(1) == torch.as_tensor(data.y_test))[unique_max].float().mean()
+    pred = knn.predict(feats)
+    acc_ours = (pred == torch.as_tensor(data.y_test))[unique_max].float().mean()
+    assert float(acc_ours) == pytest.approx(float(acc_ref))
+    assert out["acc"] == pytest.approx(float((pred == torch.as_tensor(data.y_test)).float().mean()))
+
+
+def test_unknown_model_name(tiny, tmp_path):
+    data, profile = tiny
+    with pytest.raises(ConfigError, match="no model named 'sat-x'"):
+        Pipeline(profile, data, Store(tmp_path), progress=False).entry("sat-x")
+
+
+def test_library_subset_is_stratified(tiny, tmp_path):
+    data, profile = tiny
+    pipe = Pipeline(profile.replace(n_library=200), data, Store(tmp_path), progress=False)
+    counts = np.bincount(data.y_train[pipe.library_index])
+    assert len(pipe.library_index) == 200 and counts.max() - counts.min() <= 2

@@ -133,6 +133,13 @@ def sat_step(model: nn.Module, objective: SATObjective, optimizer: torch.optim.O
 # ----------------------------------------------------------------------------- baseline losses
 
 
+# Weightings. MAT: the paper's eq. 3 is a plain sum of the clean and adversarial losses (adv_weight=1);
+# Kurakin et al.'s MAT is the weighted mean (sum_clean + lam * sum_adv) / (n_clean + lam * n_adv), lam=0.3,
+# which for equal halves is proportional to adv_weight=0.3. ALP: eq. 4's L is the squared L2 distance
+# between the two logit vectors, summed over classes and averaged over the batch (1/m sum_i); an
+# implementation that also averages over the classes (an element-wise MSE) equals weight/n_classes here.
+
+
 def alp_pairing(logits_clean: Tensor, logits_adv: Tensor) -> Tensor:
     """Logit pairing term: mean over the batch of ||logits(x_i) - logits(x_adv_i)||_2^2 (eq. 4 with squared L2)."""
     return (logits_clean - logits_adv).pow(2).sum(1).mean()
@@ -350,9 +357,11 @@ class _Library:
         return self.knn, False
 
     def state(self) -> dict:
+        """The library features, for the progress checkpoint."""
         return {"library": None if self.knn is None else self.knn.features}
 
     def load(self, state: dict) -> None:
+        """Refit the library saved by state() (labels are the run's own)."""
         feats = state.get("library")
         self.knn = None if feats is None else KNN(self.k, n_classes=self.n_classes).fit(feats, self.labels)
 

@@ -86,6 +86,13 @@ class Dataset:
                        x_test=self.x_test[te], y_test=self.y_test[te], _fingerprint=None)
 
 
+def profile_subset(full: Dataset, profile) -> Dataset:
+    """The profile's seeded, stratified train/test subset (the whole split where the profile asks for more)."""
+    n_train = profile.n_train if profile.n_train and profile.n_train < len(full.y_train) else None
+    n_test = profile.n_test if profile.n_test and profile.n_test < len(full.y_test) else None
+    return full.subset(n_train, n_test, seed=profile.seed)
+
+
 def stratified_indices(labels: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """Return n sorted indices drawn per class in proportion to the class sizes."""
     labels = np.asarray(labels)

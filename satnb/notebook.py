@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from satnb.config import Profile, get_device, get_profile
-from satnb.data import Dataset, load_dataset
+from satnb.data import Dataset, load_dataset, profile_subset
 from satnb.store import Store, provenance
 
 
@@ -28,9 +28,7 @@ class Session:
         """The profile's subset of the resolved dataset (loaded once)."""
         if self._data is None:
             full = load_dataset(self.dataset_name, fallback=self.profile.fallback_to_digits)
-            n_train = _clip(self.profile.n_train, len(full.y_train))
-            n_test = _clip(self.profile.n_test, len(full.y_test))
-            self._data = full.subset(n_train, n_test, seed=self.profile.seed)
+            self._data = profile_subset(full, self.profile)
         return self._data
 
     def provenance(self, **extra) -> dict:
@@ -53,10 +51,6 @@ class Session:
                 f"{d['n_test']} test images, from `{d['source']}`), seed {self.profile.seed}, device "
                 f"{self.device}, satnb {p['satnb_version']} (code {p['code_fingerprint']}, commit "
                 f"{p['git_commit'] or 'n/a'}), torch {p['torch_version']}.")
-
-
-def _clip(n: int | None, total: int) -> int | None:
-    return None if n is None or n >= total else n
 
 
 def setup(profile: str | None = None, dataset: str | None = None, show: bool = True) -> Session:

@@ -18,7 +18,9 @@ from satnb.knn import KNN
 from satnb.pretrain import train
 from satnb.store import Store, provenance
 
-LABELS = {"amdim": "SSL (AMDIM)", "npid": "SSL (NPID)", "simclr": "SSL (SimCLR)", "sup": "SUP"}
+LABELS = {"amdim": "SSL (AMDIM)", "npid": "SSL (NPID)", "simclr": "SSL (SimCLR)", "sup": "SUP",
+          "sat-amdim": "SAT (AMDIM)", "sat-npid": "SAT (NPID)", "sat-simclr": "SAT (SimCLR)",
+          "sat-amdim-amdim": "SAT (AMDIM, AMDIM NCE)", "at": "AT", "mat": "MAT", "alp": "ALP"}
 
 
 @dataclass
@@ -76,6 +78,47 @@ class Pipeline:
                 return self.train(name)
             raise ConfigError(f"no model named {name!r}; known: {', '.join(sorted(self.entries)) or 'none'}")
         return self.entries[name]
+
+    # adversarial training -----------------------------------------------
+    def trajectory_eval(self, model: nn.Module) -> dict:
+        """ACC and DSR small/large of a model under training (library rebuilt from its features)."""
+        idx = self.library_index
+        knn = build_library(model, self.data.x_train[idx], self.data.y_train[idx], k=self.profile.k,
+                            n_classes=self.data.n_classes)
+        r = evaluate(model, knn, self.data.x_test, self.data.y_test, self.profile, optimization=False,
+                     seed=self.profile.seed, progress=False)
+        return {"acc": r["acc"], "dsr_small": r["dsr_small"], "dsr_large": r["dsr_large"]}
+
+    def sat(self, seed_model: str, objective: str = "heads", **kwargs) -> Entry:
+        """Self-supervised adversarial training of a self-supervised model (cached); registered as sat-<seed>."""
+        from satnb.adversarial import sat
+
+        base, p = self.entry(seed_model), self.profile
+        idx = self.library_index
+        res = sat(base.model, self.data.x_train[idx], self.data.y_train[idx], p.sat, p.small, k=p.k,
+                  m=self.m(seed_model), objective=objective, store=self.store,
+                  data_fingerprint=self.data.fingerprint(), base_key=base.key, seed=p.seed, device=self.device,
+                  progress=self.progress, eval_fn=lambda model, it: self.trajectory_eval(model),
+                  n_classes=self.data.n_classes, profile=p.name, **kwargs)
+        name = f"sat-{seed_model}" + ("" if objective == "heads" else f"-{objective}")
+        return self.add(name, res.model, res.artifact.key, res.train_seconds, trajectory=res.trajectory,
+                        eval_seconds=res.eval_seconds, n_updates=res.n_updates, seed=seed_model,
+                        seconds_per_update=res.seconds_per_update, cached=res.cached)
+
+    def baseline(self, method: str, **kwargs) -> Entry:
+        """AT, MAT or ALP fine-tuning of the supervised model (cached); registered under the method's name."""
+        from satnb.adversarial import adversarial_train
+
+        base, p = self.entry("sup"), self.profile
+        res = adversarial_train(base.model, method, self.data.x_train, self.data.y_train, p.small,
+                                epochs=p.sat.baseline_epochs, batch_size=p.sat.batch_size, lr=1e-3,
+                                alp_weight=p.sat.alp_weight, store=self.store,
+                                data_fingerprint=self.data.fingerprint(), base_key=base.key, seed=p.seed,
+                                device=self.device, progress=self.progress,
+                                eval_fn=lambda model, ep: self.trajectory_eval(model), profile=p.name, **kwargs)
+        return self.add(method, res.model, res.artifact.key, res.train_seconds, trajectory=res.trajectory,
+                        eval_seconds=res.eval_seconds, n_updates=res.n_updates,
+                        seconds_per_update=res.seconds_per_update, cached=res.cached)
 
     # kNN ----------------------------------------------------------------
     def library(self, name: str) -> KNN:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -24,6 +25,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="eps units for the attacks (paper text: pixel; authors' code: normalized)")
     run.add_argument("--out", default=None, help="results file (default: results/<profile>-<dataset>.json)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--threads", type=int, default=int(os.environ.get("SATNB_THREADS", 0)) or None,
+                     help="torch CPU threads (default: $SATNB_THREADS or torch's choice); use 1 when runs share cores")
     rep = sub.add_parser("report", help="print the paper-vs-ours table and the claims checklist from results files")
     rep.add_argument("files", nargs="*", help="results JSON files (default: results/*.json)")
     sub.add_parser("profiles", help="list the profiles and what they run")
@@ -59,6 +62,8 @@ def _run(args: argparse.Namespace) -> int:
     from satnb.results import run_experiment
 
     profile = get_profile(args.profile)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
     if bad:

@@ -39,7 +39,7 @@ SAT_OBJECTIVES = ("heads", "amdim")
 BASELINES = ("at", "mat", "alp")
 PAPER_BETAS = (0.9, 0.999)  # the paper says plain Adam: torch's default betas, no weight decay
 AUTHORS_BETAS = (0.8, 0.999)  # the authors' SAT code (with weight_decay=1e-5)
-_BASELINE_ONLY = ("baseline_epochs", "alp_weight")  # SATSettings fields that do not change a SAT run
+_BASELINE_ONLY = ("baseline_epochs", "baseline_lr", "alp_weight")  # SATSettings fields that do not change a SAT run
 EvalFn = Callable[[nn.Module, int], dict]
 Images = np.ndarray | Tensor
 

@@ -89,12 +89,15 @@ class Pipeline:
                      seed=self.profile.seed, progress=False)
         return {"acc": r["acc"], "dsr_small": r["dsr_small"], "dsr_large": r["dsr_large"]}
 
-    def sat(self, seed_model: str, objective: str = "heads", **kwargs) -> Entry:
+    def sat(self, seed_model: str, objective: str | None = None, **kwargs) -> Entry:
         """Self-supervised adversarial training of a self-supervised model (cached); registered as sat-<seed>."""
         from satnb.adversarial import sat
 
         base, p = self.entry(seed_model), self.profile
+        objective = objective or p.sat.objective
         idx = self.library_index
+        kwargs = {"keep_only_successful": p.sat.keep_only_successful, "betas": tuple(p.sat.betas),
+                  "weight_decay": p.sat.weight_decay, "guide": p.sat.guide, **kwargs}
         res = sat(base.model, self.data.x_train[idx], self.data.y_train[idx], p.sat, p.small, k=p.k,
                   m=self.m(seed_model), objective=objective, store=self.store,
                   data_fingerprint=self.data.fingerprint(), base_key=base.key, seed=p.seed, device=self.device,
@@ -111,7 +114,7 @@ class Pipeline:
 
         base, p = self.entry("sup"), self.profile
         res = adversarial_train(base.model, method, self.data.x_train, self.data.y_train, p.small,
-                                epochs=p.sat.baseline_epochs, batch_size=p.sat.batch_size, lr=1e-3,
+                                epochs=p.sat.baseline_epochs, batch_size=p.sat.batch_size, lr=p.sat.baseline_lr,
                                 alp_weight=p.sat.alp_weight, store=self.store,
                                 data_fingerprint=self.data.fingerprint(), base_key=base.key, seed=p.seed,
                                 device=self.device, progress=self.progress,

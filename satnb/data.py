@@ -7,7 +7,9 @@ import hashlib
 import os
 import tarfile
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -183,19 +185,23 @@ def load_image_folder(root: str | Path, name: str | None = None, seed: int = 0) 
     sig = hashlib.blake2b(repr((str(root.resolve()), [(str(p), y) for s in files.values() for p, y in s])).encode(),
                           digest_size=8).hexdigest()
     cached = cache_dir() / "decoded" / f"{root.name}-{sig}.npz"
-    if cached.is_file():
-        ds = load_npz(cached, name or root.name)
-    else:
-        arrays = {}
-        for split, items in files.items():
-            items = _fixed_order(items, seed)
-            arrays[f"x_{split}"] = _decode([p for p, _ in items])
-            arrays[f"y_{split}"] = np.array([y for _, y in items], dtype=np.int64)
-        if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
-            raise DataError(f"{root}: train and test images differ in size; resize them to one shape")
-        _atomic_savez(cached, classes=np.array(classes), **arrays)
-        ds = load_npz(cached, name or root.name)
+    with _cache_lock(cached.name):
+        if not cached.is_file():
+            _decode_tree(files, cached, classes, root, seed)
+    ds = load_npz(cached, name or root.name)
     return replace(ds, source=f"image-folder:{root}")
+
+
+def _decode_tree(files: dict, cached: Path, classes: list[str], root: Path, seed: int) -> None:
+    """Decode every image of both splits, in the fixed order, into one cached .npz."""
+    arrays = {}
+    for split, items in files.items():
+        items = _fixed_order(items, seed)
+        arrays[f"x_{split}"] = _decode([p for p, _ in items])
+        arrays[f"y_{split}"] = np.array([y for _, y in items], dtype=np.int64)
+    if arrays["x_train"].shape[1:] != arrays["x_test"].shape[1:]:
+        raise DataError(f"{root}: train and test images differ in size; resize them to one shape")
+    _atomic_savez(cached, classes=np.array(classes), **arrays)
 
 
 def _list_split(split_dir: Path, classes: list[str]) -> list[tuple[Path, int]]:
@@ -242,11 +248,35 @@ def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+@contextmanager
+def _cache_lock(name: str) -> Iterator[None]:
+    """Serialise cache writers across processes (two runs may extract or decode the same data at once)."""
+    path = cache_dir() / "locks" / f"{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as fh:
+        try:
+            import fcntl
+        except ImportError:  # no fcntl (Windows): no cross-process lock
+            yield
+            return
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def extract_archive(archive: str | Path) -> Path:
     """Extract a .tar.gz image-folder archive into the cache (once) and return the tree's root."""
     archive = Path(archive)
     stat = archive.stat()
     dest = cache_dir() / "extracted" / f"{archive.name.split('.')[0]}-{stat.st_size}-{int(stat.st_mtime)}"
+    with _cache_lock(dest.name):
+        _extract_once(archive, dest)
+    return _tree_root(dest)
+
+
+def _extract_once(archive: Path, dest: Path) -> None:
     if not (dest / ".complete").exists():
         tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
         tmp.mkdir(parents=True, exist_ok=True)
@@ -260,7 +290,6 @@ def extract_archive(archive: str | Path) -> Path:
             import shutil
             shutil.rmtree(dest)
         os.replace(tmp, dest)
-    return _tree_root(dest)
 
 
 def _tree_root(path: Path) -> Path:

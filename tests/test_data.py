@@ -186,3 +186,25 @@ def test_cifar10_from_shared_archive_official_order(monkeypatch, shared_data):
     np.testing.assert_array_equal(ds.y_test[:10], [3, 8, 8, 0, 6, 6, 1, 6, 3, 1])
     assert ds.classes[0] == "airplane" and np.bincount(ds.y_test).tolist() == [1000] * 10
     assert "cifar10-jpeg" in ds.source
+
+
+def test_concurrent_loads_of_one_archive(tmp_path):
+    """Two processes resolving the same archive at once both get the whole dataset."""
+    import subprocess
+    import sys
+    import tarfile
+
+    tree = tmp_path / "tree"
+    _write_folder(tree, {"cat": [str(i) for i in range(0, 40, 2)], "dog": [str(i) for i in range(1, 40, 2)]})
+    archive = tmp_path / "pets.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree / "train", arcname="train")
+        tar.add(tree / "test", arcname="test")
+    code = ("from satnb.data import load_image_folder, extract_archive; import sys; "
+            f"ds = load_image_folder(extract_archive({str(archive)!r})); print(len(ds.y_train), len(ds.y_test))")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err
+        assert out.split() == ["40", "40"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -205,7 +207,6 @@ MUCH_CHEAPER = 0.5
 def load_results(path) -> dict:
     """Read a results JSON written by `python -m satnb run`."""
     import json
-    from pathlib import Path
 
     path = Path(path)
     if not path.is_file():
@@ -386,3 +387,52 @@ def tradeoff_plot(ours: pd.DataFrame, paper: bool = True) -> plt.Figure:
     axes[1].legend(handles, labels, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def results_dir() -> Path:
+    """The repository's results/ folder (searched upward from here and from the package)."""
+    import satnb
+
+    for start in (Path.cwd(), Path(satnb.__file__).resolve().parent):
+        for d in (start, *start.parents):
+            if (d / "results").is_dir() and (d / "satnb").is_dir():
+                return d / "results"
+    raise FileNotFoundError("no results/ folder found next to the satnb package; run from a checkout")
+
+
+def committed_results() -> dict[str, dict]:
+    """Every committed reference run in results/, by file name."""
+    return {p.name: load_results(p) for p in sorted(results_dir().glob("*.json"))}
+
+
+def verdicts(runs: dict[str, dict], space: str = "pixel") -> pd.DataFrame:
+    """One column of claim verdicts per run (this build's and every committed one)."""
+    cols = {}
+    for name, res in runs.items():
+        label = f"{name} ({res['profile']}, {res['dataset']['dataset']}, N={_n_attacked(res, space)})"
+        cols[label] = claims_table(res, space)["verdict"]
+    return pd.DataFrame(cols)
+
+
+def _n_attacked(res: dict, space: str) -> int | str:
+    ev = res["evaluation"].get(space, {})
+    return next((r["n_attacked"] for r in ev.values()), "?")
+
+
+def run_times(res: dict) -> pd.DataFrame:
+    """Wall time of each stage and each model's training or fine-tuning."""
+    rows = [{"what": f"stage: {k}", "seconds": v} for k, v in res.get("stage_seconds", {}).items()]
+    rows += [{"what": f"train {_label(m)} ({t['epochs']} epochs, {t['encoder']})", "seconds": t["seconds"]}
+             for m, t in res.get("training", {}).items()]
+    rows += [{"what": f"fine-tune {_label(r['name'])} ({r.get('n_updates', '?')} updates)",
+              "seconds": r["train_seconds"]}
+             for r in [*res.get("sat", {}).values(), *res.get("baselines", {}).values()]]
+    return pd.DataFrame(rows).set_index("what").round(1)
+
+
+def environment(res: dict) -> pd.Series:
+    """Where and with what code a run was made."""
+    p = res.get("provenance", {})
+    keys = ("satnb_version", "git_commit", "code_fingerprint", "torch_version", "python", "platform", "device",
+            "threads", "profile", "seed", "wall_time_s", "finished_at")
+    return pd.Series({k: p.get(k) for k in keys} | {"dataset source": res["dataset"]["source"]}, name="value")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -145,12 +146,21 @@ def evaluate(model: nn.Module, knn: KNN, x_test: np.ndarray | Tensor, y_test: np
     return out
 
 
+def sweep_setting(eps: float) -> AttackSettings:
+    """The attack setting for one eps of a sweep: both of the paper's settings are points of this rule.
+
+    step = min(eps/6, 0.005) and enough steps to cross the ball 1.67 times (10 at eps=0.03, 20 at 0.06).
+    """
+    step = min(eps / 6, 0.005)
+    return AttackSettings(eps, step, max(10, math.ceil(round(eps / step * 10 / 6, 6))))
+
+
 def eps_sweep(model: nn.Module, knn: KNN, x: Tensor, y: Tensor, eps_values: list[float], m: int,
-              steps: int = 10, eps_space: str = "pixel", seed: int = 0, progress: bool = False) -> list[dict]:
-    """DSR of the gradient attack and of uniform noise at each eps (step eps/6, as in the small setting)."""
+              eps_space: str = "pixel", seed: int = 0, progress: bool = False) -> list[dict]:
+    """DSR of the gradient attack and of uniform noise at each eps (settings from `sweep_setting`)."""
     rows = []
     for eps in tqdm(eps_values, desc="eps sweep", disable=not progress, leave=False):
-        setting = AttackSettings(eps, eps / 6, steps)
+        setting = sweep_setting(eps)
         atk = run_attack("gradient", gradient_attack(model, knn, setting, m, eps_space, seed), model, knn, x, y)
         noise = run_attack("noise", UniformNoise(eps, seed=seed, model=model, eps_space=eps_space), model, knn, x, y)
         rows.append({"eps": eps, "attack": "gradient", "dsr": atk.dsr})

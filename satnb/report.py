@@ -119,7 +119,7 @@ def attack_examples(x: np.ndarray, adv: np.ndarray, neighbours_before: np.ndarra
     """Rows of: clean image, adversarial image, amplified perturbation, nearest library images before/after."""
     rows = len(x)
     cols = 3 + 2 * n_neighbours
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.0, rows * 1.2), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.25, rows * 1.45), squeeze=False)
     for r in range(rows):
         delta = adv[r].astype(np.float32) - x[r].astype(np.float32)
         amp = np.clip(0.5 + delta / (2 * max(np.abs(delta).max(), 1e-6)), 0, 1)

@@ -88,3 +88,13 @@ def test_library_subset_is_stratified(tiny, tmp_path):
     pipe = Pipeline(profile.replace(n_library=200), data, Store(tmp_path), progress=False)
     counts = np.bincount(data.y_train[pipe.library_index])
     assert len(pipe.library_index) == 200 and counts.max() - counts.min() <= 2
+
+
+def test_sweep_rule_contains_the_paper_settings():
+    from satnb.evaluate import sweep_setting
+
+    small, large = get_profile("paper").small, get_profile("paper").large
+    assert sweep_setting(small.eps) == small and sweep_setting(large.eps) == large
+    for eps in (0.004, 0.01, 0.1):
+        s = sweep_setting(eps)
+        assert s.step <= 0.005 and s.steps * s.step >= eps  # every point of the ball is reachable

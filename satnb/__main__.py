@@ -9,12 +9,34 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import NoReturn
 
 STAGES = ("train", "evaluate", "sat", "baselines")
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one `satnb: error: ...` line (exit code 2), like satnb's own."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"satnb: error: {message}; see `{self.prog} --help`\n")
+
+
+def _threads(value: str) -> int:
+    """A positive thread count (for --threads and SATNB_THREADS)."""
+    from satnb.config import ConfigError
+
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"threads must be a positive integer, got {value!r}; use e.g. --threads 1 "
+                          "(or unset SATNB_THREADS for torch's choice)")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m satnb", description=__doc__)
+    ap = _Parser(prog="python -m satnb", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train, attack and evaluate every model of a profile; write a results JSON")
     run.add_argument("--profile", default=None, help="smoke, quick, cpu or paper (default: $SATNB_PROFILE or quick)")
@@ -25,7 +47,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="eps units for the attacks (paper text: pixel; authors' code: normalized)")
     run.add_argument("--out", default=None, help="results file (default: results/<profile>-<dataset>.json)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
-    run.add_argument("--threads", type=int, default=int(os.environ.get("SATNB_THREADS", 0)) or None,
+    run.add_argument("--threads", default=None,
                      help="torch CPU threads (default: $SATNB_THREADS or torch's choice); use 1 when runs share cores")
     rep = sub.add_parser("report", help="print the paper-vs-ours table and the claims checklist from results files")
     rep.add_argument("files", nargs="*", help="results JSON files (default: results/*.json)")
@@ -39,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     from satnb.data import DataError
     from satnb.store import ArtifactError
 
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except SystemExit as done:  # --help (0) or a usage error (2, already printed)
+        return done.code if isinstance(done.code, int) else 2
     try:
         if args.command == "run":
             return _run(args)
@@ -49,9 +74,12 @@ def main(argv: list[str] | None = None) -> int:
 
         print(profile_table().to_string())
         return 0
-    except (ConfigError, DataError, ArtifactError, FileNotFoundError) as err:
+    except (ConfigError, DataError, ArtifactError, FileNotFoundError, FloatingPointError) as err:
         print(f"satnb: error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("satnb: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -62,21 +90,27 @@ def _run(args: argparse.Namespace) -> int:
     from satnb.results import run_experiment
 
     profile = get_profile(args.profile)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    threads = args.threads or os.environ.get("SATNB_THREADS") or None
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
-    if bad:
-        raise ConfigError(f"unknown stage(s) {', '.join(bad)}; valid stages are {', '.join(STAGES)}")
+    if bad or not stages:
+        raise ConfigError(f"unknown stage(s) {', '.join(bad) or '(none given)'}; valid stages are "
+                          f"{', '.join(STAGES)} (comma-separated)")
     methods = list(METHODS) if args.methods is None else [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
-    if bad:
-        raise ConfigError(f"unknown method(s) {', '.join(bad)}; valid methods are {', '.join(METHODS)}")
+    if bad or not methods:
+        raise ConfigError(f"unknown method(s) {', '.join(bad) or '(none given)'}; valid methods are "
+                          f"{', '.join(METHODS)} (comma-separated)")
+    if threads is not None:
+        torch.set_num_threads(_threads(threads))
+    device = get_device()
+    _check_writable(Path(args.out) if args.out else Path("results") / f"{profile.name}.json")
     dataset = args.dataset or profile.dataset
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         full = load_dataset(dataset, fallback=profile.fallback_to_digits)
-    device = get_device()
+    for w in caught:
+        print(f"satnb: warning: {w.message}", file=sys.stderr, flush=True)
     print(f"[satnb] profile={profile.name} dataset={full.name} ({full.source}) device={device} "
           f"threads={torch.get_num_threads()}", flush=True)
     spaces = ["pixel", "normalized"] if args.eps_space == "both" else [args.eps_space]
@@ -90,14 +124,49 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_writable(out: Path) -> None:
+    """Fail before a long run, not after it, when the results file cannot be written."""
+    from satnb.config import ConfigError
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.parent / f".{out.name}.probe"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write the results file {out} ({err.strerror or err}); choose another --out") from err
+    if out.is_dir():
+        raise ConfigError(f"--out {out} is a folder; give a file name such as {out / 'results.json'}")
+
+
+def _load(path: Path) -> dict:
+    """A results file, or a ConfigError that names it and says how to make a valid one."""
+    from satnb.config import ConfigError
+    from satnb.report import load_results
+
+    fix = "pass a results JSON written by `python -m satnb run`"
+    if path.is_dir():
+        raise ConfigError(f"{path} is a folder; {fix}")
+    try:
+        res = load_results(path)
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not a text file ({err.reason}); {fix}") from err
+    except (ValueError, TypeError) as err:  # load_results: not JSON, or JSON without a results record's keys
+        msg = str(err) if str(path) in str(err) else f"{path} is not a satnb results file ({type(err).__name__}: {err})"
+        raise ConfigError(msg if "python -m satnb run" in msg else f"{msg}; {fix}") from err
+    if not isinstance(res.get("dataset"), dict) or not isinstance(res.get("evaluation"), dict):
+        raise ConfigError(f"{path} is not a satnb results file (its dataset or evaluation is not a record); {fix}")
+    return res
+
+
 def _report(files: list[str]) -> int:
-    from satnb.report import claims_table, load_results, paper_table
+    from satnb.report import claims_table, paper_table
 
     paths = [Path(f) for f in files] or sorted(Path("results").glob("*.json"))
     if not paths:
         raise FileNotFoundError("no results files given and none in results/; run `python -m satnb run` first")
     for path in paths:
-        res = load_results(path)
+        res = _load(path)
         print(f"== {path} (profile {res['profile']}, dataset {res['dataset']['dataset']}, "
               f"{res['dataset']['source']})")
         print(paper_table(res).to_string())

@@ -33,7 +33,7 @@ from satnb.knn import GUIDE_MODES, KNN
 from satnb.losses import AMDIMLoss
 from satnb.mi import SeparableCritic, contrast_loss
 from satnb.models import AMDIMEncoder, Classifier
-from satnb.store import Artifact, Store, provenance
+from satnb.store import Artifact, Store, provenance, restoring
 
 SAT_OBJECTIVES = ("heads", "amdim")
 BASELINES = ("at", "mat", "alp")
@@ -276,12 +276,13 @@ class _Run:
         t, history, trajectory, train_s, eval_s = 0, [], [], 0.0, 0.0
         state = self.store.load_checkpoint(self.art, final=False)
         if state is not None:
-            self.model.load_state_dict(state["model"])
-            self.objective.load_state_dict(state["objective"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.load_extra(state)
-            t, history, trajectory = int(state["t"]), list(state["history"]), list(state["trajectory"])
-            train_s, eval_s = float(state["train_seconds"]), float(state["eval_seconds"])
+            with restoring(self.art.progress):
+                self.model.load_state_dict(state["model"])
+                self.objective.load_state_dict(state["objective"])
+                self.optimizer.load_state_dict(state["optimizer"])
+                self.load_extra(state)
+                t, history, trajectory = int(state["t"]), list(state["history"]), list(state["trajectory"])
+                train_s, eval_s = float(state["train_seconds"]), float(state["eval_seconds"])
         points = _eval_points(self.total, self.eval_every)
         bar = tqdm(total=self.total, initial=t, desc=self.desc, disable=not self.progress)
         while True:
@@ -326,8 +327,9 @@ def _from_cache(store: Store, art: Artifact, method: str, model: nn.Module, obje
     final = store.load_checkpoint(art)
     if final is None:
         return None
-    model.load_state_dict(final["model"])
-    objective.load_state_dict(final["objective"])
+    with restoring(art.final):
+        model.load_state_dict(final["model"])
+        objective.load_state_dict(final["objective"])
     res = store.load_result(art) or {}
     return AdvTrainResult(method, model.eval(), res.get("trajectory", []), res.get("history", []),
                           res.get("train_seconds", 0.0), res.get("eval_seconds", 0.0), res.get("n_updates", 0),

@@ -18,7 +18,7 @@ from satnb.config import METHODS, ConfigError, TrainSettings
 from satnb.data import CIFAR10_MEAN, CIFAR10_STD, Dataset, to_tensor
 from satnb.losses import AMDIMLoss, NPIDMemoryBank, NTXentLoss
 from satnb.models import Classifier, MLPHead, ProjectionModel, build_encoder
-from satnb.store import Artifact, Store, provenance
+from satnb.store import Artifact, Store, provenance, restoring
 
 NPID_DIM = 128
 
@@ -129,7 +129,8 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
 
     final = store.load_checkpoint(art)
     if final is not None:
-        model.load_state_dict(final["model"])
+        with restoring(art.final):
+            model.load_state_dict(final["model"])
         res = store.load_result(art) or {}
         return TrainResult(method, model.eval(), res.get("history", []), art, res.get("wall_time_s", 0.0), True)
 
@@ -137,10 +138,11 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
     start_epoch, history, spent = 0, [], 0.0
     state = store.load_checkpoint(art, final=False)
     if state is not None:
-        model.load_state_dict(state["model"])
-        objective.load_state_dict(state["objective"])
-        opt.load_state_dict(state["optimizer"])
-        start_epoch, history, spent = state["epoch"], list(state["history"]), float(state["spent"])
+        with restoring(art.progress):
+            model.load_state_dict(state["model"])
+            objective.load_state_dict(state["objective"])
+            opt.load_state_dict(state["optimizer"])
+            start_epoch, history, spent = int(state["epoch"]), list(state["history"]), float(state["spent"])
 
     x_all = to_tensor(images)
     y_all = torch.as_tensor(data.y_train if method == "sup" else np.zeros(len(images), dtype=np.int64))

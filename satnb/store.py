@@ -180,16 +180,54 @@ class Store:
             raise ArtifactError(f"{art.result} is corrupt ({err}); delete {art.path} to recompute it") from err
 
 
+def _fix(path: Path) -> str:
+    """What to do about a bad checkpoint: a progress one restarts the stage, a final one recomputes it."""
+    if Path(path).name == "progress.pt":
+        return "Delete it to restart the stage."
+    return "Delete it to recompute the stage."
+
+
+def _short(err: BaseException, limit: int = 200, first_line: bool = True) -> str:
+    """The gist of an error: its type and first sentence (torch's safe-loader reason, not its advice)."""
+    text = str(err).replace("\x1b[1m", "").replace("\x1b[0m", "")
+    if "WeightsUnpickler error:" in text:  # torch's advice to pass weights_only=False is not ours to give
+        text = text.split("WeightsUnpickler error:", 1)[1]
+    if first_line:
+        text = next((line.strip() for line in text.splitlines() if line.strip()), "").split(". ")[0].rstrip(".")
+    text = " ".join(text.split()) or "empty or truncated file"
+    return f"{type(err).__name__}: {text[:limit]}{'...' if len(text) > limit else ''}"
+
+
 def load_state(path: Path) -> dict | None:
-    """Load a torch checkpoint safely (`weights_only=True`); None when the file is absent."""
+    """Load a torch checkpoint safely (`weights_only=True`); None when the file is absent.
+
+    A corrupt or unsafe file (a truncated write, a pickle that would run code) is never read back
+    as valid: it raises ArtifactError naming the file and the fix; a progress checkpoint is not
+    skipped silently, since resuming from nothing would hide the damage.
+    """
     path = Path(path)
     if not path.is_file():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # UnpicklingError for unsafe content, RuntimeError/EOFError for corrupt files
-        raise ArtifactError(f"{path} could not be loaded safely ({type(err).__name__}: {err}); it is corrupt "
-                            f"or holds more than tensors. Delete it to recompute the stage.") from err
+        raise ArtifactError(f"{path} could not be loaded safely ({_short(err)}); it is corrupt "
+                            f"or holds more than tensors. {_fix(path)}") from err
+    if not isinstance(state, dict):
+        raise ArtifactError(f"{path} holds a {type(state).__name__}, not a satnb checkpoint. {_fix(path)}")
+    return state
+
+
+@contextmanager
+def restoring(path: Path) -> Iterator[None]:
+    """Turn a checkpoint that does not fit the model (keys, shapes, missing fields) into an ArtifactError."""
+    try:
+        yield
+    except ArtifactError:
+        raise
+    except (RuntimeError, KeyError, TypeError, ValueError, IndexError) as err:
+        raise ArtifactError(f"{path} does not fit this model ({_short(err, first_line=False)}); it was written "
+                            f"for another architecture or settings. {_fix(path)}") from err
 
 
 @contextmanager

@@ -148,7 +148,7 @@ def get_profile(name: str | None = None) -> Profile:
     if key not in PROFILES:
         raise ConfigError(
             f"unknown profile {name!r}; valid profiles are {', '.join(PROFILE_NAMES)} "
-            "(set SATNB_PROFILE or pass profile=...)"
+            "(set SATNB_PROFILE, --profile or profile=...)"
         )
     return PROFILES[key]
 

@@ -124,7 +124,7 @@ def load_npz(path: str | Path, name: str | None = None) -> Dataset:
     """Load an .npz with uint8 NHWC x_train/x_test, integer y_train/y_test and optional classes."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path} does not exist; point SATNB_DATA at an existing .npz file")
+        raise DataError(f"{path} does not exist; point SATNB_DATA (or --dataset) at an existing .npz file")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

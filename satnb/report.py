@@ -209,12 +209,16 @@ def load_results(path) -> dict:
     import json
 
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; pass a results JSON file written by `python -m satnb run`")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run `python -m satnb run --profile ...` to make it")
     try:
         res = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path} is not valid JSON ({err}); regenerate it with `python -m satnb run`") from err
+    if not isinstance(res, dict):
+        raise ValueError(f"{path} holds a JSON {type(res).__name__}, not a satnb results file")
     for key in ("profile", "dataset", "evaluation"):
         if key not in res:
             raise ValueError(f"{path} lacks {key!r}: not a satnb results file")

@@ -26,6 +26,7 @@ from satnb.config import ConfigError
 
 GUIDE_MODES = ("authors", "paper")
 SMALL_QUERY = 256  # below this many queries faiss runs on one thread (see _faiss_threads)
+BLAS_MIN_QUERIES = 16  # from this many queries a search uses faiss' BLAS kernel (see _faiss_blas)
 
 
 @contextlib.contextmanager
@@ -40,6 +41,29 @@ def _faiss_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         faiss.omp_set_num_threads(before)
+
+
+@contextlib.contextmanager
+def _faiss_blas(n_queries: int) -> Iterator[None]:
+    """Inside the block, search n_queries >= BLAS_MIN_QUERIES queries with faiss' BLAS kernel.
+
+    faiss computes exact L2 distances either query by query (one pass over the library per
+    query) or, when n_queries * dim reaches ``faiss.cvar.distance_compute_blas_threshold``
+    (128 000), as ||q||^2 + ||x||^2 - 2 q.x with one matrix product per block. Below that
+    threshold, e.g. an attack's 100-256 queries, the per-query pass re-reads the library for
+    every query and costs 2-7x more than the product (measured in benchmarks/bench_attack.py);
+    for a handful of queries it is faster, so those keep faiss' default. Both are exact up to
+    float32 rounding.
+    """
+    if n_queries < BLAS_MIN_QUERIES:
+        yield
+        return
+    before = faiss.cvar.distance_compute_blas_threshold
+    faiss.cvar.distance_compute_blas_threshold = 0
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_blas_threshold = before
 
 
 def _check_int(value: object, name: str, minimum: int, fix: str) -> int:
@@ -164,9 +188,14 @@ class KNN:
         return q
 
     def _threads(self, n_queries: int) -> contextlib.AbstractContextManager:
+        """faiss' threads and distance kernel for a search of n_queries queries."""
+        stack = contextlib.ExitStack()
         if self.threads is not None:
-            return _faiss_threads(self.threads)
-        return _faiss_threads(1 if n_queries < SMALL_QUERY else None)
+            stack.enter_context(_faiss_threads(self.threads))
+        else:
+            stack.enter_context(_faiss_threads(1 if n_queries < SMALL_QUERY else None))
+        stack.enter_context(_faiss_blas(n_queries))
+        return stack
 
     def _k(self, k: int | None) -> int:
         k = self.k if k is None else _check_int(k, "k", 1, "pass a positive number of neighbours")

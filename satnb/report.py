@@ -213,15 +213,18 @@ def load_results(path) -> dict:
         raise ValueError(f"{path} is a folder; pass a results JSON file written by `python -m satnb run`")
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; run `python -m satnb run --profile ...` to make it")
+    fix = "pass a results JSON written by `python -m satnb run`"
     try:
         res = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path} is not valid JSON ({err}); regenerate it with `python -m satnb run`") from err
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a text file ({err.reason}); {fix}") from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); {fix}") from err
     if not isinstance(res, dict):
-        raise ValueError(f"{path} holds a JSON {type(res).__name__}, not a satnb results file")
-    for key in ("profile", "dataset", "evaluation"):
-        if key not in res:
-            raise ValueError(f"{path} lacks {key!r}: not a satnb results file")
+        raise ValueError(f"{path} holds a JSON {type(res).__name__}, not a satnb results file; {fix}")
+    for key, kind in (("profile", str), ("dataset", dict), ("evaluation", dict)):
+        if not isinstance(res.get(key), kind):
+            raise ValueError(f"{path} lacks {key!r} (or it is not a {kind.__name__}): not a satnb results file; {fix}")
     return res
 
 

@@ -167,7 +167,7 @@ def test_report_bad_files(capsys, tmp_path, monkeypatch):
     fails(capsys, ["report", str(tmp_path / "missing.json")], "missing.json does not exist", "python -m satnb run")
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"hello": 1}))
-    fails(capsys, ["report", str(other)], "other.json lacks 'profile': not a satnb results file")
+    fails(capsys, ["report", str(other)], "other.json lacks 'profile'")
     other.write_text("{half")
     fails(capsys, ["report", str(other)], "other.json is not valid JSON")
     other.write_text("[1, 2]")

@@ -8,9 +8,18 @@ from pathlib import Path
 import pytest
 import torch
 
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# The suite's models are tiny: a second intra-op thread only adds OpenMP spin-waits (10x slower on a busy box).
+torch.set_num_threads(1)
 
 SHARED_DATA = Path(os.environ.get("SATNB_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Every test starts with one torch thread, whatever an earlier test set."""
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

@@ -31,13 +31,9 @@ K, M = 5, 5
 
 
 @pytest.fixture(autouse=True)
-def _one_thread():
-    """One torch thread: these models are tiny and the test machine is shared."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _seeded():
+    """A fixed global seed for the models each test builds."""
     torch.manual_seed(0)
-    yield
-    torch.set_num_threads(before)
 
 
 def clustered_images(n_per: int = 12, n_classes: int = 3, size: int = 32, seed: int = 0):

@@ -52,17 +52,8 @@ class TinyEncoder(nn.Module):
         return self.head(self.features(x))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The models here are tiny: a second intra-op thread only adds OpenMP spin-waits on a shared box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def setup(_one_thread):
+def setup():
     digits = load_digits()
     x = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
     y = torch.tensor(digits.target)

@@ -17,13 +17,10 @@ from satnb.store import load_state
 
 
 @pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """main() may set torch's thread count: restore it; and no SATNB_THREADS/SATNB_DEVICE from outside."""
-    old = torch.get_num_threads()
+def _no_env(monkeypatch):
+    """No SATNB_THREADS/SATNB_DEVICE from outside (conftest restores torch's thread count)."""
     monkeypatch.delenv("SATNB_THREADS", raising=False)
     monkeypatch.delenv("SATNB_DEVICE", raising=False)
-    yield
-    torch.set_num_threads(old)
 
 
 @pytest.fixture

@@ -11,14 +11,6 @@ from satnb.pipeline import Pipeline
 from satnb.store import Store
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def tiny():
     data = load_digits().subset(400, 120, seed=0)

@@ -9,15 +9,6 @@ import torch
 from satnb import mi
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny matrices: a second intra-op thread only adds contention on a shared 2-core box.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def gaussian_log_ratio(x: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:
     """Exact log p(y_j | x_i) / p(y_j) for every pair: the optimal critic up to a constant."""
     d = x.shape[1]

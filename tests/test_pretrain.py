@@ -15,14 +15,6 @@ def data():
     return load_digits().subset(192, 60, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _settings(method, epochs=3):
     enc = "amdim" if method == "amdim" else "convnet"
     return TrainSettings(enc, epochs=epochs, batch_size=64, lr=2e-3, encoder_kwargs=TINY[enc])

@@ -33,14 +33,6 @@ TINY = {"convnet": {"widths": (8, 16)}, "amdim": {"ndf": 8, "n_rkhs": 32, "n_dep
 ATTACK = AttackSettings(eps=0.03, step=0.005, steps=2)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 @pytest.fixture(scope="module")
 def data():
     return load_digits().subset(96, 60, seed=0)

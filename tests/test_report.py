@@ -4,7 +4,6 @@ import json
 
 import matplotlib
 import pytest
-import torch
 
 from satnb import report
 
@@ -97,7 +96,6 @@ def test_widget_render(tmp_path):
     from satnb.store import Store
     from satnb.widgets import AttackExplorer
 
-    torch.set_num_threads(1)
     data = load_digits().subset(200, 50, seed=0)
     settings = TrainSettings("convnet", epochs=1, batch_size=50, lr=5e-3, encoder_kwargs={"widths": (8, 16)})
     profile = get_profile("smoke").replace(train={"sup": settings}, k=5, m=5)

@@ -51,7 +51,7 @@ def _faiss_blas(n_queries: int) -> Iterator[None]:
     query) or, when n_queries * dim reaches ``faiss.cvar.distance_compute_blas_threshold``
     (128 000), as ||q||^2 + ||x||^2 - 2 q.x with one matrix product per block. Below that
     threshold, e.g. an attack's 100-256 queries, the per-query pass re-reads the library for
-    every query and costs 2-7x more than the product (measured in benchmarks/bench_attack.py);
+    every query and costs 2-7x more than the product (measured in benchmarks/bench_knn.py);
     for a handful of queries it is faster, so those keep faiss' default. Both are exact up to
     float32 rounding.
     """

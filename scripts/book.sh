@@ -1,11 +1,7 @@
 #!/usr/bin/env bash
 # The README's book command: set up the venv if needed, then build the book (fails if any notebook raises).
 set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-start=$(date +%s)
-export SATNB_DATA=${SATNB_DATA:-$(cd .. && pwd)/shared/data}
-[ -d "$SATNB_DATA" ] || unset SATNB_DATA
+source "$(dirname "$0")/_env.sh"
 export SATNB_PROFILE=${SATNB_PROFILE:-quick}
 echo "[book] profile=$SATNB_PROFILE data=${SATNB_DATA:-<resolved by satnb>}"
 .venv/bin/jupyter-book build book/ --all "$@" || {

@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from satnb.attacks import KNNGradientAttack, KNNOptimizationAttack, UniformNoise
 from satnb.config import AttackSettings, ConfigError, Profile
+from satnb.data import to_tensor
 from satnb.knn import KNN
 
 
@@ -27,9 +28,7 @@ def extract_features(model: nn.Module, images: Tensor | np.ndarray, batch_size: 
     n = len(images)
     for i in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
         x = images[i:i + batch_size]
-        if isinstance(x, np.ndarray):
-            x = torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(255.0)
-        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        x = as_images(x).to(device).contiguous(memory_format=torch.channels_last)
         out.append(model.features(x).float().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 0)
@@ -44,9 +43,7 @@ def build_library(model: nn.Module, images: np.ndarray | Tensor, labels: np.ndar
 
 def as_images(x: np.ndarray | Tensor) -> Tensor:
     """Float NCHW [0,1] tensor from a uint8 NHWC array (tensors pass through)."""
-    if isinstance(x, Tensor):
-        return x
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(0, 3, 1, 2).float().div_(255.0)
+    return x if isinstance(x, Tensor) else to_tensor(x)
 
 
 def predict(model: nn.Module, knn: KNN, images: np.ndarray | Tensor, batch_size: int = 512) -> Tensor:

@@ -204,6 +204,13 @@ class Conv3x3(nn.Module):
         return F.relu(self.bn(self.conv(x)))
 
 
+def _fixup_init(conv1: nn.Conv2d, conv2: nn.Conv2d, init_scale: float) -> None:
+    """Scaled default init for a residual branch's first conv, zeros for its last."""
+    nn.init.kaiming_uniform_(conv1.weight, a=math.sqrt(5))
+    conv1.weight.data.mul_(init_scale)
+    nn.init.constant_(conv2.weight, 0.0)
+
+
 class ConvResNxN(nn.Module):
     """AMDIM residual unit: NxN conv -> (BN) -> ReLU -> 1x1 conv, plus an avg-pool (zero-padded) shortcut."""
 
@@ -218,9 +225,7 @@ class ConvResNxN(nn.Module):
 
     def init_weights(self, init_scale: float = 1.0) -> None:
         """AMDIM's fixup-like init: scaled default init for conv1, zeros for conv2."""
-        nn.init.kaiming_uniform_(self.conv1.weight, a=math.sqrt(5))
-        self.conv1.weight.data.mul_(init_scale)
-        nn.init.constant_(self.conv2.weight, 0.0)
+        _fixup_init(self.conv1, self.conv2, init_scale)
 
     def forward(self, x: Tensor) -> Tensor:
         """Residual unit output."""
@@ -270,10 +275,8 @@ class FakeRKHSConvNet(nn.Module):
                 self.shortcut.weight[idx, idx, 0, 0] = 1.0
 
     def init_weights(self, init_scale: float = 1.0) -> None:
-        """Fixup-like init: scaled default init for conv1, zeros for conv2."""
-        nn.init.kaiming_uniform_(self.conv1.weight, a=math.sqrt(5))
-        self.conv1.weight.data.mul_(init_scale)
-        nn.init.constant_(self.conv2.weight, 0.0)
+        """AMDIM's fixup-like init: scaled default init for conv1, zeros for conv2."""
+        _fixup_init(self.conv1, self.conv2, init_scale)
 
     def forward(self, x: Tensor) -> Tensor:
         """Embedding map with the same spatial size as x."""

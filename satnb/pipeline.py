@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -13,7 +15,8 @@ from torch import nn
 
 from satnb.config import METHODS, ConfigError, Profile
 from satnb.data import Dataset, stratified_indices
-from satnb.evaluate import as_images, build_library, evaluate, extract_features, first_correct, gradient_attack
+from satnb.evaluate import (as_images, build_library, eps_sweep, evaluate, extract_features, first_correct,
+                            gradient_attack, restarts_dsr, transfer_dsr)
 from satnb.knn import KNN
 from satnb.pretrain import train
 from satnb.store import Store, provenance
@@ -216,3 +219,111 @@ class Pipeline:
                 "attack s/img (small)": r["attacks"]["small"]["seconds_per_image"],
             })
         return pd.DataFrame(rows).set_index("model")
+
+    # studies: cached like the models, so a warm book only reads them --------
+    def _memo(self, stage: str, settings: dict, compute: Callable[[], Any], models: Sequence[str] = ()) -> Any:
+        """compute() cached under the settings, the models' cache keys and the profile's kNN settings."""
+        p = self.profile
+        settings = {**settings, "models": {n: self.entry(n).key for n in models}, "seed": p.seed}
+        if models:
+            settings.update(k=p.k, m=p.m, n_library=len(self.library_index))
+        return self.store.memo(stage, settings, compute, self.data.fingerprint() if models else "",
+                               profile=p.name, dataset=self.data.describe() if models else None, seed=p.seed,
+                               device=str(self.device))
+
+    def _setting(self, setting: str):
+        if setting not in ("small", "large"):
+            raise ConfigError(f"unknown attack setting {setting!r}; use 'small' or 'large'")
+        return getattr(self.profile, setting)
+
+    def eps_sweep(self, name: str, eps_values: Sequence[float], n: int | None = None,
+                  eps_space: str = "pixel") -> pd.DataFrame:
+        """DSR of the gradient attack and of same-size uniform noise at each eps (cached)."""
+        n = n or self.profile.n_attack
+
+        def compute() -> list[dict]:
+            x, y = self.attacked(name, n)
+            rows = eps_sweep(self.entry(name).model, self.library(name), x, y, list(eps_values), self.m(name),
+                             eps_space, seed=self.profile.seed)
+            return [{**r, "model": LABELS.get(name, name)} for r in rows]
+
+        rows = self._memo("eps-sweep", {"eps": [float(e) for e in eps_values], "n": n, "eps_space": eps_space},
+                          compute, (name,))
+        return pd.DataFrame(rows)
+
+    def restarts(self, name: str, restarts: int = 3, n: int | None = None, setting: str = "small") -> list[float]:
+        """DSR after 1..restarts random restarts of the gradient attack (cached)."""
+        n, atk = n or self.profile.n_attack, self._setting(setting)
+
+        def compute() -> list[float]:
+            x, y = self.attacked(name, n)
+            return restarts_dsr(self.entry(name).model, self.library(name), x, y, atk, self.m(name),
+                                restarts=restarts, seed=self.profile.seed)
+
+        return self._memo("restarts", {"restarts": restarts, "n": n, "setting": dataclasses.asdict(atk)},
+                          compute, (name,))
+
+    def transfer(self, source: str, target: str, n: int | None = None, setting: str = "small") -> float:
+        """DSR of the target's kNN on attacks crafted against the source model, on the target's images (cached)."""
+        n, atk = n or self.profile.n_attack, self._setting(setting)
+
+        def compute() -> float:
+            x, y = self.attacked(target, n)
+            return transfer_dsr(self.entry(source).model, self.library(source), self.entry(target).model,
+                                self.library(target), x, y, atk, min(self.m(source), self.m(target)),
+                                seed=self.profile.seed)
+
+        return self._memo("transfer", {"source": source, "target": target, "n": n,
+                                       "setting": dataclasses.asdict(atk)}, compute, (source, target))
+
+    def mi_clean_adversarial(self, name: str, setting: str = "small", batch_size: int = 64) -> dict:
+        """InfoNCE MI between clean and attacked features of every correctly classified test image (cached).
+
+        Also the same estimator on clean vs clean features: the most it can report with this batch size.
+        """
+        from satnb import mi
+
+        atk, steps = self._setting(setting), max(100, self.profile.mi_steps)
+
+        def compute() -> dict:
+            x, y = self.attacked(name, n=len(self.data.y_test))
+            model = self.entry(name).model
+            adv = gradient_attack(model, self.library(name), atk, self.m(name), seed=self.profile.seed)(x, y)
+            z, z_hat = extract_features(model, x), extract_features(model, adv)
+            bs = min(batch_size, len(z) // 5)  # 20% of the pairs are held out to evaluate the trained critic
+            out = {"n_images": len(z), "batch_size": bs}
+            for key, other in (("clean vs adversarial", z_hat), ("clean vs clean", z)):
+                est = mi.mi_between_features(z, other, batch_size=bs, steps=steps, seed=self.profile.seed,
+                                             progress=False)
+                out[key], out["log_batch"] = est.value, est.log_batch
+            return out
+
+        return self._memo("mi-features", {"setting": dataclasses.asdict(atk), "steps": steps,
+                                          "batch_size": batch_size}, compute, (name,))
+
+    def mi_staircase(self, estimators: Sequence[str] = ("infonce", "nwj", "js"), dim: int = 20,
+                     batch_size: int = 64, levels: Sequence[float] = (2, 4, 6, 8, 10)) -> pd.DataFrame:
+        """Poole et al.'s staircase with the profile's MI steps per level (cached; see `satnb.mi.staircase`)."""
+        from satnb import mi
+
+        steps = self.profile.mi_steps
+        settings = {"estimators": list(estimators), "dim": dim, "batch_size": batch_size,
+                    "levels": [float(v) for v in levels], "steps_per_level": steps}
+        value = self._memo("mi-staircase", settings, lambda: mi.staircase(
+            estimators, dim=dim, batch_size=batch_size, steps_per_level=steps, levels=levels,
+            seed=self.profile.seed, progress=self.progress).to_dict("list"))
+        return pd.DataFrame(value)
+
+    def mi_batch_study(self, true_mi: float = 4.0, dim: int = 20,
+                       batch_sizes: Sequence[int] = (16, 32, 64, 128, 256),
+                       estimators: Sequence[str] = ("infonce", "nwj")) -> pd.DataFrame:
+        """Estimates and their spread against the batch size at a fixed true MI (cached; see `satnb.mi`)."""
+        from satnb import mi
+
+        steps = max(100, self.profile.mi_steps)
+        settings = {"true_mi": true_mi, "dim": dim, "batch_sizes": [int(b) for b in batch_sizes],
+                    "estimators": list(estimators), "steps": steps}
+        value = self._memo("mi-batch-sizes", settings, lambda: mi.batch_size_study(
+            true_mi, dim, batch_sizes, estimators, steps=steps, seed=self.profile.seed,
+            progress=self.progress).to_dict("list"))
+        return pd.DataFrame(value)

@@ -10,7 +10,7 @@ import platform
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -164,11 +164,26 @@ class Store:
         return load_state(art.final if final else art.progress)
 
     # results -------------------------------------------------------------
-    def save_result(self, art: Artifact, result: dict) -> Path:
+    def save_result(self, art: Artifact, result: dict, sort_keys: bool = True) -> Path:
         """Save a JSON result atomically."""
-        text = json.dumps(result, indent=2, sort_keys=True, default=_jsonable)
+        text = json.dumps(result, indent=2, sort_keys=sort_keys, default=_jsonable)
         atomic_write_bytes(art.result, lambda fh: fh.write(text.encode()))
         return art.result
+
+    def memo(self, stage: str, settings: dict, compute: Callable[[], Any], data_fingerprint: str = "",
+             **provenance_kw: Any) -> Any:
+        """The JSON value of compute() for these settings: loaded when cached, else computed and saved."""
+        art = self.artifact(stage, settings, data_fingerprint)
+        cached = self.load_result(art)
+        if cached is not None and "value" in cached:
+            return cached["value"]
+        t0 = time.perf_counter()
+        value = compute()
+        record = {"value": value, "settings": settings,
+                  "provenance": provenance(wall_time_s=time.perf_counter() - t0, **provenance_kw)}
+        self.save_result(art, record, sort_keys=False)  # keep the value's key order (a table's columns)
+        # hand back what a later, cached call returns (lists for tuples, str keys...), not the raw value
+        return json.loads(json.dumps(value, default=_jsonable))
 
     def load_result(self, art: Artifact) -> dict | None:
         """Load a JSON result; None when absent."""

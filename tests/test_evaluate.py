@@ -90,3 +90,59 @@ def test_sweep_rule_contains_the_paper_settings():
     for eps in (0.004, 0.01, 0.1):
         s = sweep_setting(eps)
         assert s.step <= 0.005 and s.steps * s.step >= eps  # every point of the ball is reachable
+
+
+def test_pipeline_studies_are_cached_and_match_the_uncached_functions(tiny, tmp_path, monkeypatch):
+    from satnb import evaluate as ev
+    from satnb import pipeline as pl
+
+    data, profile = tiny
+    pipe = Pipeline(profile, data, Store(tmp_path), progress=False)
+    sweep = pipe.eps_sweep("sup", [0.01, 0.06], n=20)
+    x, y = pipe.attacked("sup", 20)
+    direct = ev.eps_sweep(pipe.entry("sup").model, pipe.library("sup"), x, y, [0.01, 0.06], pipe.m("sup"),
+                          seed=profile.seed)
+    assert sweep[["eps", "attack", "dsr"]].to_dict("records") == direct
+    restarts = pipe.restarts("sup", 2, n=20)
+    assert len(restarts) == 2 and restarts[1] <= restarts[0]
+    transfer = pipe.transfer("sup", "simclr", n=20)
+    assert 0.0 <= transfer <= 1.0
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed a cached study")
+
+    # a new pipeline on the same store (a warm book) must read every study back without attacking again
+    for name in ("eps_sweep", "restarts_dsr", "transfer_dsr"):
+        monkeypatch.setattr(pl, name, fail)
+    warm = Pipeline(profile, data, Store(tmp_path), progress=False)
+    assert warm.eps_sweep("sup", [0.01, 0.06], n=20).equals(sweep)
+    assert warm.restarts("sup", 2, n=20) == restarts
+    assert warm.transfer("sup", "simclr", n=20) == transfer
+    with pytest.raises(AssertionError, match="recomputed"):
+        warm.restarts("sup", 3, n=20)  # other settings: a different study
+    with pytest.raises(ConfigError, match="unknown attack setting"):
+        warm.restarts("sup", 2, n=20, setting="medium")
+
+
+def test_pipeline_mi_studies_are_cached(tiny, tmp_path, monkeypatch):
+    from satnb import mi
+
+    data, profile = tiny
+    profile = profile.replace(mi_steps=20)
+    pipe = Pipeline(profile, data, Store(tmp_path), progress=False)
+    feats = pipe.mi_clean_adversarial("sup", batch_size=8)
+    assert feats["batch_size"] == 8 and feats["clean vs clean"] <= feats["log_batch"] + 1e-6
+    stairs = pipe.mi_staircase(("infonce",), dim=4, batch_size=8, levels=(1, 2))
+    assert len(stairs) == 2 * 20 and set(stairs["level"]) == {1, 2}
+    study = pipe.mi_batch_study(1.0, dim=4, batch_sizes=(8, 16), estimators=("infonce",))
+    assert list(study["batch"]) == [8, 16]
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed a cached study")
+
+    for name in ("staircase", "batch_size_study", "mi_between_features"):
+        monkeypatch.setattr(mi, name, fail)
+    warm = Pipeline(profile, data, Store(tmp_path), progress=False)
+    assert warm.mi_clean_adversarial("sup", batch_size=8) == feats
+    assert warm.mi_staircase(("infonce",), dim=4, batch_size=8, levels=(1, 2)).equals(stairs)
+    assert warm.mi_batch_study(1.0, dim=4, batch_sizes=(8, 16), estimators=("infonce",)).equals(study)

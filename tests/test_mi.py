@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from satnb import mi
+from satnb.config import ConfigError
 
 
 def gaussian_log_ratio(x: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:
@@ -197,3 +198,14 @@ def test_bounds_reject_non_square_scores():
         mi.staircase(estimators=("nce",), progress=False)
     with pytest.raises(ValueError, match="rho"):
         mi.gaussian_mi(1.0, 2)
+
+
+def test_batch_size_study_infonce_stays_under_log_batch():
+    study = mi.batch_size_study(true_mi=3.0, dim=6, batch_sizes=(8, 32), estimators=("infonce", "nwj"),
+                                n_samples=2000, steps=60, seed=0, progress=False)
+    assert len(study) == 4 and set(study["method"]) == {"infonce", "nwj"}
+    info = study[study["method"] == "infonce"]
+    assert (info["estimate"] <= info["log(batch)"] + 1e-6).all()
+    assert study["true_mi"].round(6).eq(3.0).all()
+    with pytest.raises(ConfigError, match="unknown"):
+        mi.batch_size_study(estimators=("mine",), progress=False)

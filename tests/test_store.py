@@ -104,3 +104,30 @@ def test_provenance_fields():
                 "dataset", "seed", "wall_time_s"):
         assert key in p
     assert canonical_json({"b": 1, "a": 2}) == '{"a":2,"b":1}'
+
+
+def test_memo_computes_once_and_returns_the_same_value_cold_and_warm(store):
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"dsr": (0.5, 0.25), "per_class": {3: 0.1}}
+
+    cold = store.memo("study", {"n": 10}, compute, "d", profile="smoke", seed=0)
+    warm = store.memo("study", {"n": 10}, compute, "d", profile="smoke", seed=0)
+    assert len(calls) == 1
+    assert cold == warm == {"dsr": [0.5, 0.25], "per_class": {"3": 0.1}}  # JSON types both times
+    other = store.memo("study", {"n": 11}, compute, "d")
+    assert len(calls) == 2 and other == cold
+    record = store.load_result(store.artifact("study", {"n": 10}, "d"))
+    assert record["provenance"]["profile"] == "smoke" and record["provenance"]["wall_time_s"] is not None
+    assert record["settings"] == {"n": 10}
+
+
+def test_memo_saves_nothing_when_compute_raises(store):
+    def broken():
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        store.memo("study", {"n": 1}, broken)
+    assert store.memo("study", {"n": 1}, lambda: 7) == 7

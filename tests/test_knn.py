@@ -190,3 +190,39 @@ def test_guide_errors():
     with pytest.raises(ValueError, match="no sample of any class other"):
         one = KNN(k=1).fit(lib[lab == 0], lab[lab == 0])
         guide_groups(one, lib[:2], torch.zeros(2, dtype=torch.long), m=1)
+
+
+@pytest.mark.parametrize("n_queries", [5, 100, 300])
+def test_search_is_exact_for_every_batch_size(n_queries):
+    # 5 queries take faiss' per-query kernel, 100 (an attack batch) the BLAS kernel that satnb switches on
+    gen = torch.Generator().manual_seed(n_queries)
+    lib = torch.randn(3000, 64, generator=gen)
+    q = torch.randn(n_queries, 64, generator=gen)
+    knn = KNN(k=20).fit(lib, torch.randint(0, 10, (3000,), generator=gen))
+    dist, idx = knn.search(q)
+    ref = torch.cdist(q.double(), lib.double()).pow(2)
+    ref_d, ref_i = ref.topk(20, dim=1, largest=False)
+    torch.testing.assert_close(dist.double(), ref_d, rtol=1e-4, atol=1e-3)
+    # the same neighbours, except where two library samples are (nearly) equally far
+    gaps = ref_d.diff(dim=1).abs().min(1).values > 1e-3
+    assert gaps.sum() > n_queries // 2
+    assert torch.equal(idx[gaps], ref_i[gaps])
+
+
+def test_blas_switch_restores_faiss_threshold_even_on_error():
+    import faiss
+
+    from satnb.knn import BLAS_MIN_QUERIES, _faiss_blas
+
+    before = faiss.cvar.distance_compute_blas_threshold
+    with _faiss_blas(BLAS_MIN_QUERIES):
+        assert faiss.cvar.distance_compute_blas_threshold == 0
+    assert faiss.cvar.distance_compute_blas_threshold == before
+    with _faiss_blas(BLAS_MIN_QUERIES - 1):
+        assert faiss.cvar.distance_compute_blas_threshold == before  # a handful of queries: faiss' default
+    with pytest.raises(RuntimeError), _faiss_blas(1000):
+        raise RuntimeError("search failed")
+    assert faiss.cvar.distance_compute_blas_threshold == before
+    knn = KNN(k=3).fit(torch.randn(50, 4), torch.randint(0, 2, (50,)))
+    knn.search(torch.randn(40, 4))
+    assert faiss.cvar.distance_compute_blas_threshold == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ class Pipeline:
         self.device, self.progress = torch.device(device), progress
         self.entries: dict[str, Entry] = {}
         self._libraries: dict[str, KNN] = {}
+        self._features: dict[tuple[str, str], tuple[str, torch.Tensor]] = {}
         n_lib = profile.n_library
         self.library_index = (stratified_indices(data.y_train, n_lib, profile.seed)
                               if n_lib and n_lib < len(data.y_train) else np.arange(len(data.y_train)))
@@ -130,15 +132,34 @@ class Pipeline:
     def library(self, name: str) -> KNN:
         """The kNN over the library images' features under this model."""
         if name not in self._libraries:
-            ent = self.entry(name)
-            idx = self.library_index
-            self._libraries[name] = build_library(ent.model, self.data.x_train[idx], self.data.y_train[idx],
-                                                  k=self.profile.k, n_classes=self.data.n_classes)
+            labels = torch.as_tensor(self.data.y_train[self.library_index])
+            self._libraries[name] = KNN(k=self.profile.k, n_classes=self.data.n_classes).fit(
+                self.features(name, "library"), labels)
         return self._libraries[name]
+
+    def features(self, name: str, split: str = "test") -> torch.Tensor:
+        """Features of the library or test images under a model (cached on disk: a warm book only reads them)."""
+        if split not in ("library", "test"):
+            raise ConfigError(f"unknown split {split!r}; use 'library' or 'test'")
+        ent = self.entry(name)
+        memo = self._features.get((name, split))
+        if memo is not None and memo[0] == ent.key:
+            return memo[1]
+        images = self.data.x_train[self.library_index] if split == "library" else self.data.x_test
+        index = self.library_index if split == "library" else np.arange(len(images))
+        art = self.store.artifact("features", {"model": ent.key, "split": split, "n": len(images),
+                                               "index": hashlib.blake2b(index.tobytes(), digest_size=8).hexdigest()},
+                                  self.data.fingerprint())
+        state = self.store.load_checkpoint(art)
+        if state is None:
+            state = {"features": extract_features(ent.model, images)}
+            self.store.save_checkpoint(art, state, final=True)
+        self._features[(name, split)] = (ent.key, state["features"])
+        return state["features"]
 
     def test_features(self, name: str) -> torch.Tensor:
         """Features of the test images under this model."""
-        return extract_features(self.entry(name).model, self.data.x_test)
+        return self.features(name, "test")
 
     def accuracy(self, name: str, k: int | None = None) -> float:
         """Clean kNN accuracy on the test set (optionally with another k)."""
@@ -182,6 +203,23 @@ class Pipeline:
         return {"x": u8(x), "adv": u8(adv), "before": [self.library_images(i) for i in before],
                 "after": [self.library_images(i) for i in after],
                 "titles": [f"{cls[a]} -> {cls[b]}" for a, b in zip(y.tolist(), pred.tolist())]}
+
+    def optimization_examples(self, name: str, n: int = 4) -> dict:
+        """The optimisation attack on the first n correctly classified test images: x, adv, l2, success (cached)."""
+        from satnb.attacks import KNNOptimizationAttack
+
+        ent, p = self.entry(name), self.profile
+        art = self.store.artifact("opt-examples", {"model": ent.key, "n": n, "k": p.k, "m": p.m,
+                                                   "opt": [p.opt_binary_steps, p.opt_steps], "seed": p.seed,
+                                                   "n_library": len(self.library_index)}, self.data.fingerprint())
+        state = self.store.load_checkpoint(art)
+        if state is None:
+            x, y = self.attacked(name, n)
+            r = KNNOptimizationAttack(ent.model, self.library(name), m=self.m(name), seed=p.seed,
+                                      binary_search_steps=p.opt_binary_steps, steps=p.opt_steps).run(x, y)
+            state = {"x": x.cpu(), "adv": r.adv.detach().cpu(), "l2": r.l2, "success": r.success}
+            self.store.save_checkpoint(art, state, final=True)
+        return state
 
     # evaluation ---------------------------------------------------------
     def evaluate(self, name: str, eps_space: str = "pixel", optimization: bool = True) -> dict:

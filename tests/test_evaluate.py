@@ -146,3 +146,28 @@ def test_pipeline_mi_studies_are_cached(tiny, tmp_path, monkeypatch):
     assert warm.mi_clean_adversarial("sup", batch_size=8) == feats
     assert warm.mi_staircase(("infonce",), dim=4, batch_size=8, levels=(1, 2)).equals(stairs)
     assert warm.mi_batch_study(1.0, dim=4, batch_sizes=(8, 16), estimators=("infonce",)).equals(study)
+
+
+def test_features_are_cached_on_disk_and_match_a_fresh_extraction(tiny, tmp_path, monkeypatch):
+    from satnb import pipeline as pl
+
+    data, profile = tiny
+    pipe = Pipeline(profile, data, Store(tmp_path), progress=False)
+    test = pipe.features("sup", "test")
+    torch.testing.assert_close(test, extract_features(pipe.entry("sup").model, data.x_test))
+    acc = pipe.accuracy("sup")
+    ex = pipe.optimization_examples("sup", n=3)
+    assert ex["x"].shape == ex["adv"].shape == (3, 3, 32, 32) and ex["l2"].shape == (3,)
+    broken = ex["success"]
+    assert torch.allclose((ex["adv"] - ex["x"]).flatten(1).norm(dim=1)[broken], ex["l2"][broken], atol=1e-4)
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed cached features")
+
+    monkeypatch.setattr(pl, "extract_features", fail)
+    monkeypatch.setattr("satnb.attacks.KNNOptimizationAttack.run", fail)
+    warm = Pipeline(profile, data, Store(tmp_path), progress=False)
+    assert torch.equal(warm.features("sup", "test"), test) and warm.accuracy("sup") == acc
+    assert torch.equal(warm.optimization_examples("sup", n=3)["adv"], ex["adv"])
+    with pytest.raises(ConfigError, match="unknown split"):
+        warm.features("sup", "train")

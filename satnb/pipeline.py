@@ -16,8 +16,17 @@ from torch import nn
 
 from satnb.config import METHODS, ConfigError, Profile
 from satnb.data import Dataset, stratified_indices
-from satnb.evaluate import (as_images, build_library, eps_sweep, evaluate, extract_features, first_correct,
-                            gradient_attack, restarts_dsr, transfer_dsr)
+from satnb.evaluate import (
+    as_images,
+    build_library,
+    eps_sweep,
+    evaluate,
+    extract_features,
+    first_correct,
+    gradient_attack,
+    restarts_dsr,
+    transfer_dsr,
+)
 from satnb.knn import KNN
 from satnb.pretrain import train
 from satnb.store import Store, provenance

@@ -23,16 +23,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _threads(value: str) -> int:
     """A positive thread count (for --threads and SATNB_THREADS)."""
-    from satnb.config import ConfigError
+    from satnb.config import parse_threads
 
-    try:
-        n = int(value)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ConfigError(f"threads must be a positive integer, got {value!r}; use e.g. --threads 1 "
-                          "(or unset SATNB_THREADS for torch's choice)")
-    return n
+    return parse_threads(value)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -153,6 +153,18 @@ def get_profile(name: str | None = None) -> Profile:
     return PROFILES[key]
 
 
+def parse_threads(value: str | int) -> int:
+    """A positive thread count (from --threads or SATNB_THREADS)."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise ConfigError(f"threads must be a positive integer, got {value!r}; use e.g. --threads 1 or "
+                          "SATNB_THREADS=1 (or unset SATNB_THREADS for torch's choice)")
+    return n
+
+
 def cache_dir() -> Path:
     """Return the artifact/data cache directory (`SATNB_CACHE`, else ~/.cache/satnb)."""
     root = os.environ.get("SATNB_CACHE")

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from satnb.config import Profile, get_device, get_profile
+from satnb.config import Profile, get_device, get_profile, parse_threads
 from satnb.data import Dataset, load_dataset, profile_subset
 from satnb.store import Store, provenance
 
@@ -58,7 +58,7 @@ def setup(profile: str | None = None, dataset: str | None = None, show: bool = T
     prof = get_profile(profile)
     threads = os.environ.get("SATNB_THREADS")
     if threads:
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(parse_threads(threads))
     session = Session(prof, get_device(), Store(), dataset or prof.dataset)
     if show:
         with warnings.catch_warnings():

@@ -49,3 +49,14 @@ def test_replace_keeps_original():
     p = get_profile("smoke")
     q = p.replace(k=3)
     assert q.k == 3 and p.k != 3
+
+
+def test_bad_thread_count_is_a_clear_error(monkeypatch):
+    import satnb
+
+    monkeypatch.setenv("SATNB_THREADS", "two")
+    with pytest.raises(ConfigError, match="positive integer.*SATNB_THREADS"):
+        satnb.setup("smoke", dataset="digits", show=False)
+    monkeypatch.setenv("SATNB_THREADS", "0")
+    with pytest.raises(ConfigError, match="positive integer"):
+        satnb.setup("smoke", dataset="digits", show=False)

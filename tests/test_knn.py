@@ -215,9 +215,12 @@ def test_blas_switch_restores_faiss_threshold_even_on_error():
     from satnb.knn import BLAS_MIN_QUERIES, _faiss_blas
 
     before = faiss.cvar.distance_compute_blas_threshold
+    reservoir = faiss.cvar.distance_compute_min_k_reservoir
     with _faiss_blas(BLAS_MIN_QUERIES):
         assert faiss.cvar.distance_compute_blas_threshold == 0
+        assert faiss.cvar.distance_compute_min_k_reservoir == 1
     assert faiss.cvar.distance_compute_blas_threshold == before
+    assert faiss.cvar.distance_compute_min_k_reservoir == reservoir
     with _faiss_blas(BLAS_MIN_QUERIES - 1):
         assert faiss.cvar.distance_compute_blas_threshold == before  # a handful of queries: faiss' default
     with pytest.raises(RuntimeError), _faiss_blas(1000):

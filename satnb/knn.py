@@ -3,8 +3,8 @@
 The classifier is the paper's (section 3.1, 4.1): an exact L2 search over a library of training-set
 features, and a plain majority vote over the k nearest. The search runs as faiss' exact
 ``IndexFlatIP`` over rows [x, -||x||^2/2] queried with [q, 1], which ranks exactly like L2 (up to
-float32 rounding, as faiss' own L2 expansion) at less cost; distances are returned as squared L2. A vote tie is
-broken in favour of the tied class whose nearest member ranks first among the k neighbours (the
+float32 rounding, as faiss' own L2 expansion) at less cost; distances are returned as squared L2.
+A vote tie is broken in favour of the tied class whose nearest member ranks first among the k neighbours (the
 closest one); neighbours at exactly equal distance keep faiss' order, so the rule is
 deterministic.
 
@@ -236,7 +236,7 @@ class KNN:
                 sim, i = self.index.search(_augment_queries(block).numpy(), k)
                 dists[s:s + len(sim)] = block.pow(2).sum(1, keepdim=True).numpy() - 2 * sim
                 idx[s:s + len(i)] = i
-        # faiss expands ||a-b||^2 = ||a||^2 + ||b||^2 - 2ab, which can dip just below zero
+        # ||q||^2 - 2 (q.x - ||x||^2/2) = ||q - x||^2 up to float32 rounding, which can dip just below zero
         return torch.from_numpy(dists).clamp_(min=0).to(device), torch.from_numpy(idx).to(device)
 
     def _counts_and_first(self, features: Tensor | np.ndarray) -> tuple[Tensor, Tensor, torch.device]:

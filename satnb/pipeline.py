@@ -156,13 +156,10 @@ class Pipeline:
             return memo[1]
         images = self.data.x_train[self.library_index] if split == "library" else self.data.x_test
         index = self.library_index if split == "library" else np.arange(len(images))
-        art = self.store.artifact("features", {"model": ent.key, "split": split, "n": len(images),
-                                               "index": hashlib.blake2b(index.tobytes(), digest_size=8).hexdigest()},
-                                  self.data.fingerprint())
-        state = self.store.load_checkpoint(art)
-        if state is None:
-            state = {"features": extract_features(ent.model, images)}
-            self.store.save_checkpoint(art, state, final=True)
+        state = self.store.memo_state(
+            "features", {"model": ent.key, "split": split, "n": len(images),
+                         "index": hashlib.blake2b(index.tobytes(), digest_size=8).hexdigest()},
+            lambda: {"features": extract_features(ent.model, images)}, self.data.fingerprint())
         self._features[(name, split)] = (ent.key, state["features"])
         return state["features"]
 
@@ -218,17 +215,17 @@ class Pipeline:
         from satnb.attacks import KNNOptimizationAttack
 
         ent, p = self.entry(name), self.profile
-        art = self.store.artifact("opt-examples", {"model": ent.key, "n": n, "k": p.k, "m": p.m,
-                                                   "opt": [p.opt_binary_steps, p.opt_steps], "seed": p.seed,
-                                                   "n_library": len(self.library_index)}, self.data.fingerprint())
-        state = self.store.load_checkpoint(art)
-        if state is None:
+
+        def compute() -> dict:
             x, y = self.attacked(name, n)
             r = KNNOptimizationAttack(ent.model, self.library(name), m=self.m(name), seed=p.seed,
                                       binary_search_steps=p.opt_binary_steps, steps=p.opt_steps).run(x, y)
-            state = {"x": x.cpu(), "adv": r.adv.detach().cpu(), "l2": r.l2, "success": r.success}
-            self.store.save_checkpoint(art, state, final=True)
-        return state
+            return {"x": x.cpu(), "adv": r.adv.detach().cpu(), "l2": r.l2, "success": r.success}
+
+        return self.store.memo_state("opt-examples", {"model": ent.key, "n": n, "k": p.k, "m": p.m,
+                                                      "opt": [p.opt_binary_steps, p.opt_steps], "seed": p.seed,
+                                                      "n_library": len(self.library_index)},
+                                     compute, self.data.fingerprint())
 
     # evaluation ---------------------------------------------------------
     def evaluate(self, name: str, eps_space: str = "pixel", optimization: bool = True) -> dict:

@@ -185,6 +185,15 @@ class Store:
         # hand back what a later, cached call returns (lists for tuples, str keys...), not the raw value
         return json.loads(json.dumps(value, default=_jsonable))
 
+    def memo_state(self, stage: str, settings: dict, compute: Callable[[], dict], data_fingerprint: str = "") -> dict:
+        """The tensor dict compute() returns for these settings: loaded when cached, else computed and saved."""
+        art = self.artifact(stage, settings, data_fingerprint)
+        state = self.load_checkpoint(art)
+        if state is None:
+            state = compute()
+            self.save_checkpoint(art, state, final=True)
+        return state
+
     def load_result(self, art: Artifact) -> dict | None:
         """Load a JSON result; None when absent."""
         if not art.result.is_file():

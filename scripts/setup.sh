@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create or reuse .venv and install satnb with the book and dev extras; prints how long it took.
+# Create or reuse .venv, install satnb with the book and dev extras and register its Jupyter kernel;
+# prints how long it took.
 # torch and torchvision are installed together from the package index in a fresh venv: a CPU-only
 # torch with an index torchvision fails at import ("operator torchvision::nms does not exist").
 set -euo pipefail
@@ -22,5 +23,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 else
   echo "[setup] $VENV is up to date"
+fi
+# The project's kernel, inside the venv (JupyterLab lists it as "Python (satnb)"); the notebooks keep the
+# kernelspec python3, which the venv's Jupyter also resolves to the venv's python. A file test keeps it fast.
+kernel="$VENV/share/jupyter/kernels/satnb/kernel.json"
+venv_python="$(cd "$VENV" && pwd -P)/bin/python"   # physical path: a symlinked .venv still gets a lasting kernel
+if [ ! -f "$kernel" ] || ! grep -qF "\"$venv_python\"" "$kernel"; then
+  "$venv_python" -m ipykernel install --sys-prefix --name satnb --display-name "Python (satnb)" >/dev/null
+  echo "[setup] registered the kernel 'satnb' (Python (satnb)) in $VENV"
 fi
 echo "[setup] took $(( $(date +%s) - start )) s"

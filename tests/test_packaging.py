@@ -5,7 +5,11 @@ import re
 from pathlib import Path
 
 import pytest
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the dev extra installs tomli
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -15,14 +19,29 @@ def _name(req: str) -> str:
     return re.split(r"[<>=!~\[ ]", req.strip(), maxsplit=1)[0].lower()
 
 
-def test_environment_yml_lists_the_same_packages():
+def test_environment_yml_installs_the_package_and_nothing_else():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r) for r in project["dependencies"]}
-    for extra in ("book", "dev"):
-        wanted |= {_name(r) for r in project["optional-dependencies"][extra]}
+    known = {_name(r) for r in project["dependencies"]}
+    for reqs in project["optional-dependencies"].values():
+        known |= {_name(r) for r in reqs}
     env = (ROOT / "environment.yml").read_text().split("- pip:", 1)[1]
-    listed = {_name(m) for m in re.findall(r"^\s+- ([A-Za-z][^\n]*)$", env, flags=re.M)}
-    assert wanted == listed
+    lines = [m.strip().strip("\"'") for m in re.findall(r"^\s+- ([^\n#]*)", env, flags=re.M)]
+    installs = [line for line in lines if re.fullmatch(r"(-e\s+)?\.\[book,\s*dev\]", line)]
+    assert installs, "environment.yml must install the package itself: -e .[book,dev]"
+    others = [line for line in lines if line not in installs]
+    first = {_name(r) for r in lines[: lines.index(installs[0])]}
+    assert {"torch", "torchvision"} <= first, "torch and torchvision go together, before the package"
+    extra = sorted(line for line in others if _name(line) not in known)
+    assert not extra, f"environment.yml lists what pyproject.toml does not: {extra}"
+
+
+def test_the_tests_run_on_every_supported_python():
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    low = re.fullmatch(r">=\s*3\.(\d+)", pyproject["project"]["requires-python"].strip())
+    assert low, "requires-python is a lower bound"
+    if int(low.group(1)) < 11:  # tomllib is 3.11+: the dev extra brings tomli below that
+        dev = pyproject["project"]["optional-dependencies"]["dev"]
+        assert any(_name(r) == "tomli" and "python_version < '3.11'" in r.replace('"', "'") for r in dev)
 
 
 def test_notebooks_exist_and_are_in_the_toc():
@@ -58,6 +77,10 @@ def test_book_wiring():
     assert "raise_on_error: true" in config and "execute_notebooks: force" in config
     assert (ROOT / "book" / "_toc.yml").resolve() == (ROOT / "_toc.yml").resolve()
     assert (ROOT / "book" / "notebooks").resolve() == (ROOT / "notebooks").resolve()
+    # MathJax from the build itself (scripts/check_book.py checks the built pages)
+    book = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["book"]
+    assert "sphinx-mathjax-offline" in {_name(r) for r in book}
+    assert re.search(r"extra_extensions:\s*\n\s+- sphinx-mathjax-offline", config)
 
 
 def test_ci_calls_the_readme_test_command():
@@ -65,3 +88,6 @@ def test_ci_calls_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "bash scripts/test.sh" in readme and "bash scripts/book.sh" in readme
     assert "bash scripts/test.sh" in ci
+    assert "bash scripts/book.sh" in ci and "scripts/check_book.py" in ci
+    assert ci.index("ruff check") < ci.index("bash scripts/test.sh") < ci.index("bash scripts/book.sh")
+    assert ci.index("bash scripts/book.sh") < ci.index("scripts/check_book.py")

@@ -119,7 +119,8 @@ def check_mathjax(page: Path, build: Path, parsed: _Page) -> list[str]:
 
 def check_setup_code(parsed: _Page) -> list[str]:
     text = "".join(parsed.text)
-    return [f"shows the setup cell's code ({m!r}); tag the cell remove-input" for m in SETUP_MARKERS if m in text]
+    found = [m for m in SETUP_MARKERS if m in text]
+    return [f"shows the setup cell's code ({', '.join(map(repr, found))}); tag the cell remove-input"] if found else []
 
 
 def machine_paths(env: Mapping[str, str], root: Path | None) -> dict[str, str]:

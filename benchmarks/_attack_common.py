@@ -26,7 +26,7 @@ def encoder(name: str, seed: int = 0) -> nn.Module:
 
 def library(model: nn.Module, n: int, n_classes: int = 10, k: int = 75, seed: int = 1):
     """A KNN fitted on the model's features of n random images (labels i mod n_classes)."""
-    from satnb.evaluate import extract_features
+    from satnb.features import extract_features
     from satnb.knn import KNN
 
     g = torch.Generator().manual_seed(seed)

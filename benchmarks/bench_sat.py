@@ -40,7 +40,7 @@ def to_reported_points(per: dict[str, float], bench_library: int) -> tuple[dict,
     A SAT update costs a (attack + update) plus, every refresh_every iterations, a library refresh r that
     grows with the library: with refresh 1, t1 = a + r; with refresh 10, t10 = a + r / 10. A baseline
     update costs what MAT / ALP measured. Each profile's schedule: SAT `sat.iterations` updates; the
-    baselines `baseline_epochs` epochs over the profile's training images in batches of `sat.batch_size`.
+    baselines `baselines.epochs` epochs over the profile's training images in batches of `baselines.batch_size`.
     """
     from satnb.config import PROFILES
 
@@ -54,7 +54,7 @@ def to_reported_points(per: dict[str, float], bench_library: int) -> tuple[dict,
         n_lib = p.n_library or n_train
         sat_s = p.sat.iterations * attack + math.ceil(p.sat.iterations / p.sat.refresh_every) * refresh * (
             n_lib / bench_library)
-        base_updates = p.sat.baseline_epochs * (n_train // p.sat.batch_size)
+        base_updates = p.baselines.epochs * (n_train // p.baselines.batch_size)
         row = {"sat_updates": p.sat.iterations, "refresh_every": p.sat.refresh_every, "library": n_lib,
                "baseline_updates": base_updates, "SAT_s": sat_s}
         figures.append(figure(f"{name} schedule: SAT ({p.sat.iterations} iterations, refresh every "
@@ -64,7 +64,7 @@ def to_reported_points(per: dict[str, float], bench_library: int) -> tuple[dict,
             base_s = base_updates * per[b]
             row[f"{b}_s"] = base_s
             ratios.append(ratio(f"{name} schedule: SAT / {b} time to the reported point (projected)", sat_s / base_s,
-                                note=f"{b}: {p.sat.baseline_epochs} epoch(s) = {base_updates} updates; same encoder "
+                                note=f"{b}: {p.baselines.epochs} epoch(s) = {base_updates} updates; same encoder "
                                      "and machine (informational)"))
         out[name] = row
     return {"figures": figures, "ratios": ratios}, out
@@ -72,7 +72,7 @@ def to_reported_points(per: dict[str, float], bench_library: int) -> tuple[dict,
 
 def run(args) -> dict:
     from satnb.adversarial import adversarial_train, sat
-    from satnb.config import AttackSettings, SATSettings
+    from satnb.config import AttackSettings, BaselineSettings, SATSettings
     from satnb.data import load_digits
     from satnb.models import Classifier, SmallConvNet
     from satnb.store import Store
@@ -106,8 +106,8 @@ def run(args) -> dict:
         return sat(encoder(), x, y, settings, attack, k=k, m=m, store=store(), progress=False, n_classes=10)
 
     def run_baseline(method: str, images=x, labels=y):
-        return adversarial_train(classifier(), method, images, labels, attack, epochs=1, batch_size=BATCH,
-                                 store=store(), progress=False)
+        return adversarial_train(classifier(), method, images, labels, attack,
+                                 BaselineSettings(epochs=1, batch_size=BATCH), store=store(), progress=False)
 
     variants = {"SAT (refresh 1)": lambda: run_sat(1), "SAT (refresh 10)": lambda: run_sat(10),
                 "MAT": lambda: run_baseline("mat"), "ALP": lambda: run_baseline("alp")}

@@ -4,8 +4,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"config", "data", "store", "models", "losses", "augment", "pretrain", "knn", "attacks", "mi",
-               "adversarial", "evaluate", "pipeline", "report", "widgets", "notebook"}
+_SUBMODULES = {"config", "data", "fingerprint", "store", "models", "losses", "augment", "pretrain", "knn",
+               "features", "attacks", "mi", "adversarial", "evaluate", "registry", "libraries", "studies", "pipeline",
+               "results", "paper", "tables", "claims", "plots", "widgets", "notebook"}
 
 
 def __getattr__(name: str):

@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "report":
             return _report(args.files)
-        from satnb.report import profile_table
+        from satnb.tables import profile_table
 
         print(profile_table().to_string())
         return 0
@@ -135,7 +135,7 @@ def _check_writable(out: Path) -> None:
 def _load(path: Path) -> dict:
     """A results file, or a ConfigError that names it and says how to make a valid one."""
     from satnb.config import ConfigError
-    from satnb.report import load_results
+    from satnb.results import load_results
 
     try:
         return load_results(path)
@@ -144,7 +144,9 @@ def _load(path: Path) -> dict:
 
 
 def _report(files: list[str]) -> int:
-    from satnb.report import claims_table, paper_table
+    from satnb.claims import claims_table
+    from satnb.results import freshness
+    from satnb.tables import paper_table
 
     paths = [Path(f) for f in files] or sorted(Path("results").glob("*.json"))
     if not paths:
@@ -153,6 +155,7 @@ def _report(files: list[str]) -> int:
         res = _load(path)
         print(f"== {path} (profile {res['profile']}, dataset {res['dataset']['dataset']}, "
               f"{res['dataset']['source']})")
+        print(f"   {freshness(res)}")
         print(paper_table(res).to_string())
         print()
         print(claims_table(res).to_string())

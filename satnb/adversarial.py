@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from satnb.attacks import PGD, KNNGradientAttack
-from satnb.config import AttackSettings, ConfigError, SATSettings
-from satnb.evaluate import as_images, build_library, extract_features
+from satnb.attacks import gradient_attack, pgd_attack
+from satnb.config import AttackSettings, BaselineSettings, ConfigError, SATSettings
+from satnb.features import as_images, build_library, extract_features
 from satnb.knn import GUIDE_MODES, KNN
 from satnb.losses import AMDIMLoss
 from satnb.mi import SeparableCritic, contrast_loss
@@ -39,7 +39,6 @@ SAT_OBJECTIVES = ("heads", "amdim")
 BASELINES = ("at", "mat", "alp")
 PAPER_BETAS = (0.9, 0.999)  # the paper says plain Adam: torch's default betas, no weight decay
 AUTHORS_BETAS = (0.8, 0.999)  # the authors' SAT code (with weight_decay=1e-5)
-_BASELINE_ONLY = ("baseline_epochs", "baseline_lr", "alp_weight")  # SATSettings fields that do not change a SAT run
 EvalFn = Callable[[nn.Module, int], dict]
 Images = np.ndarray | Tensor
 
@@ -369,20 +368,20 @@ class _Library:
 
 
 def sat(model: nn.Module, x_train: Images, y_library: Images, settings: SATSettings, attack: AttackSettings,
-        k: int, m: int, objective: str = "heads", keep_only_successful: bool = False, eps_space: str = "pixel",
-        store: Store | None = None, data_fingerprint: str = "", base_key: str = "", seed: int = 0,
-        device: torch.device | str = "cpu", progress: bool = True, eval_fn: EvalFn | None = None, *,
-        betas: tuple[float, float] = PAPER_BETAS, weight_decay: float = 0.0, guide: str = "authors",
-        critic_hidden: int = 256, critic_embed: int = 64, n_classes: int | None = None, eval_key: str = "",
+        k: int, m: int, *, eps_space: str = "pixel", store: Store | None = None, data_fingerprint: str = "",
+        base_key: str = "", seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
+        eval_fn: EvalFn | None = None, n_classes: int | None = None, eval_key: str = "",
         track_success: bool = False, profile: str | None = None) -> AdvTrainResult:
     """Self-supervised adversarial training (Algorithm 1) of a copy of `model`, cached and resumable.
 
     Each iteration samples `settings.batch_size` images of x_train, attacks them with the kNN
     gradient attack (random start seeded per iteration) against the library of x_train's
     features under the current model (rebuilt every `settings.refresh_every` iterations), and
-    takes one Adam step on L_contrast(f(x), f(x_adv)) via `sat_step`, which sees no labels.
-    y_library are the library labels; they only choose guide groups (and, with
-    keep_only_successful, which pairs the kNN misclassifies and so are kept; a step with fewer
+    takes one Adam step (lr, betas, weight decay from `settings`) on L_contrast(f(x), f(x_adv))
+    with `settings.objective` via `sat_step`, which sees no labels. Every setting of the run comes
+    from `settings` (one source: the profile's `SATSettings`).
+    y_library are the library labels; they only choose guide groups (`settings.guide`) and, with
+    settings.keep_only_successful, which pairs the kNN misclassifies and so are kept; a step with fewer
     than 2 kept pairs is skipped; track_success records the kNN's error rate on x_adv without
     filtering, at the cost of one more feature pass). eval_fn(model, iteration) runs at iteration 0, every
     `settings.eval_every` and at the end; `eval_key` names it in the cache key.
@@ -396,25 +395,26 @@ def sat(model: nn.Module, x_train: Images, y_library: Images, settings: SATSetti
         raise ConfigError(f"settings.batch_size={bs} is larger than the {n} training images; lower it")
     refresh = _check_count(settings.refresh_every, "settings.refresh_every", 1, "1 rebuilds it every iteration")
     every = _check_count(settings.eval_every, "settings.eval_every", 1, "evaluate e.g. every 10 iterations")
+    guide, objective, keep_only_successful = settings.guide, settings.objective, settings.keep_only_successful
     if guide not in GUIDE_MODES:
         raise ConfigError(f"unknown guide mode {guide!r}; use one of {', '.join(GUIDE_MODES)}")
     n_classes = n_classes if n_classes is not None else int(y_lib.max()) + 1
     model = copy.deepcopy(model).to(device)
-    obj = SATObjective(objective, model, critic_hidden, critic_embed, seed).to(device)
+    obj = SATObjective(objective, model, settings.critic_hidden, settings.critic_embed, seed).to(device)
     method = f"sat-{objective}"
-    sat_fields = {k: v for k, v in asdict(settings).items() if k not in _BASELINE_ONLY}
-    key = {"settings": sat_fields, "attack": asdict(attack), "k": k, "m": m, "objective": objective,
-           "keep_only_successful": keep_only_successful, "track_success": track_success,
-           "eps_space": eps_space, "base": base_key, "seed": seed,
-           "betas": list(betas), "weight_decay": weight_decay, "guide": guide, "n_classes": n_classes,
-           "critic": [critic_hidden, critic_embed] if objective == "heads" else None, "eval": eval_key,
+    fields = asdict(settings)
+    if objective != "heads":  # the critic's size does not change an AMDIM-NCE run
+        fields.update(critic_hidden=None, critic_embed=None)
+    key = {"settings": fields, "attack": asdict(attack), "k": k, "m": m, "track_success": track_success,
+           "eps_space": eps_space, "base": base_key, "seed": seed, "n_classes": n_classes, "eval": eval_key,
            "arrays": _fingerprint(x_train, y_lib)}
-    art = store.artifact("sat", key, data_fingerprint)
+    art = store.artifact("sat", key, data_fingerprint, code=__name__)
     hit = _from_cache(store, art, method, model, obj, key)
     if hit is not None:
         return hit
 
-    optimizer = _adam(list(model.parameters()) + list(obj.parameters()), settings.lr, betas, weight_decay)
+    optimizer = _adam(list(model.parameters()) + list(obj.parameters()), settings.lr, settings.betas,
+                      settings.weight_decay)
     library = _Library(model, x_train, y_lib, k, n_classes, refresh)
 
     def unit(t: int) -> dict:
@@ -425,9 +425,8 @@ def sat(model: nn.Module, x_train: Images, y_library: Images, settings: SATSetti
         knn, refreshed = library.at(t)
         t1 = time.perf_counter()
         x, y = _batch(x_train, idx, device), y_lib[idx]
-        atk = KNNGradientAttack(model, knn, eps=attack.eps, step=attack.step, steps=attack.steps, m=m, guide=guide,
-                                eps_space=eps_space, seed=step_seed, batch_size=bs)
-        x_adv = atk(x, y)
+        x_adv = gradient_attack(model, knn, attack, m, eps_space=eps_space, seed=step_seed, guide=guide,
+                                batch_size=bs)(x, y)
         success = None
         if keep_only_successful or track_success:
             fooled = (knn.predict(extract_features(model, x_adv)) != y).to(x.device)
@@ -465,18 +464,18 @@ def baseline_loss(method: str, model: nn.Module, x: Tensor, x_adv: Tensor, y: Te
 
 
 def adversarial_train(model: Classifier, method: str, x_train: Images, y_train: Images, attack: AttackSettings,
-                      epochs: int, batch_size: int, lr: float = 1e-3, alp_weight: float = 0.5,
-                      eps_space: str = "pixel", store: Store | None = None, data_fingerprint: str = "",
-                      base_key: str = "", seed: int = 0, device: torch.device | str = "cpu", progress: bool = True,
-                      eval_fn: EvalFn | None = None, eval_every_epochs: int = 1, *, adv_weight: float = 1.0,
-                      betas: tuple[float, float] = PAPER_BETAS, weight_decay: float = 0.0, eval_key: str = "",
-                      profile: str | None = None) -> AdvTrainResult:
+                      settings: BaselineSettings, *, eps_space: str = "pixel", store: Store | None = None,
+                      data_fingerprint: str = "", base_key: str = "", seed: int = 0,
+                      device: torch.device | str = "cpu", progress: bool = True, eval_fn: EvalFn | None = None,
+                      eval_key: str = "", profile: str | None = None) -> AdvTrainResult:
     """Fine-tune a copy of a (pretrained SUP) Classifier with AT, MAT or ALP on PGD examples; cached and resumable.
 
     PGD uses the gradient attack's eps / step / iterations, seeded per step. Each epoch visits a
-    seeded permutation of x_train in full batches (the last partial batch is dropped). Adam with
-    lr, betas, weight_decay. eval_fn(model, epoch) runs at epoch 0, every eval_every_epochs and at
-    the end; trajectory rows carry `iteration` = optimiser steps so far and `epoch`.
+    seeded permutation of x_train in full batches (the last partial batch is dropped). Every
+    setting (epochs, batch size, Adam's lr, betas and weight decay, the loss weights) comes from
+    `settings` (the profile's `BaselineSettings`). eval_fn(model, epoch) runs at epoch 0, every
+    settings.eval_every_epochs and at the end; trajectory rows carry `iteration` = optimiser steps
+    so far and `epoch`.
     """
     if not isinstance(model, Classifier):
         raise ConfigError(f"adversarial_train needs a Classifier (logits for PGD and the loss), got "
@@ -486,23 +485,24 @@ def adversarial_train(model: Classifier, method: str, x_train: Images, y_train: 
     store, device = store or Store(), torch.device(device)
     n = len(x_train)
     y_all = _labels(y_train, n, "y_train")
-    epochs = _check_count(epochs, "epochs", 1, "train for at least one epoch")
-    bs = _check_count(batch_size, "batch_size", 2, "batch norm needs at least 2 images")
+    epochs = _check_count(settings.epochs, "settings.epochs", 1, "train for at least one epoch")
+    bs = _check_count(settings.batch_size, "settings.batch_size", 2, "batch norm needs at least 2 images")
     if bs > n:
-        raise ConfigError(f"batch_size={bs} is larger than the {n} training images; lower it")
-    every = _check_count(eval_every_epochs, "eval_every_epochs", 1, "evaluate e.g. every epoch")
+        raise ConfigError(f"settings.batch_size={bs} is larger than the {n} training images; lower it")
+    every = _check_count(settings.eval_every_epochs, "settings.eval_every_epochs", 1, "evaluate e.g. every epoch")
+    lr, alp_weight, adv_weight = settings.lr, settings.alp_weight, settings.adv_weight
     n_batches = n // bs
     model = copy.deepcopy(model).to(device)
     no_state = nn.Module()  # the baselines have no loss parameters; keeps the checkpoint layout of SAT
-    key = {"method": method, "attack": asdict(attack), "epochs": epochs, "batch_size": bs, "lr": lr,
-           "alp_weight": alp_weight if method == "alp" else None, "adv_weight": adv_weight if method != "at" else None,
-           "eps_space": eps_space, "betas": list(betas), "weight_decay": weight_decay, "base": base_key,
-           "seed": seed, "eval": eval_key, "eval_every_epochs": every, "arrays": _fingerprint(x_train, y_all)}
-    art = store.artifact(f"adv-{method}", key, data_fingerprint)
+    fields = asdict(settings)
+    fields.update(alp_weight=alp_weight if method == "alp" else None, adv_weight=adv_weight if method != "at" else None)
+    key = {"method": method, "attack": asdict(attack), "settings": fields, "eps_space": eps_space,
+           "base": base_key, "seed": seed, "eval": eval_key, "arrays": _fingerprint(x_train, y_all)}
+    art = store.artifact(f"adv-{method}", key, data_fingerprint, code=__name__)
     hit = _from_cache(store, art, method, model, no_state, key)
     if hit is not None:
         return hit
-    optimizer = _adam(list(model.parameters()), lr, betas, weight_decay)
+    optimizer = _adam(list(model.parameters()), lr, settings.betas, settings.weight_decay)
 
     def unit(epoch: int) -> dict:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(_step_seed(seed, epoch)))
@@ -513,9 +513,7 @@ def adversarial_train(model: Classifier, method: str, x_train: Images, y_train: 
             idx = perm[b * bs:(b + 1) * bs]
             x, y = _batch(x_train, idx, device), y_all[idx].to(device)
             t0 = time.perf_counter()
-            pgd = PGD(model, eps=attack.eps, step=attack.step, steps=attack.steps, seed=_step_seed(seed, step),
-                      eps_space=eps_space, batch_size=bs)
-            x_adv = pgd(x, y)
+            x_adv = pgd_attack(model, attack, eps_space=eps_space, seed=_step_seed(seed, step), batch_size=bs)(x, y)
             t1 = time.perf_counter()
             model.train()
             loss = baseline_loss(method, model, x, x_adv, y, alp_weight, adv_weight)

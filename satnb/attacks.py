@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from satnb.config import ConfigError
+from satnb.config import AttackSettings, ConfigError
 from satnb.knn import GUIDE_MODES, KNN, guide_groups, guide_means
 
 EPS_SPACES = ("pixel", "normalized")
@@ -395,3 +395,21 @@ class KNNOptimizationAttack(Attack):
         l2 = torch.where(success, l2, torch.full_like(l2, math.inf))
         best_c = torch.where(success.cpu(), best_c, torch.full_like(best_c, math.nan))
         return best_adv, l2, success, best_c
+
+
+# ----------------------------------------------------------------------------- the one place attacks are built
+
+
+def gradient_attack(model: nn.Module, knn: KNN, setting: AttackSettings, m: int, *, eps_space: str = "pixel",
+                    seed: int | None = 0, guide: str = "authors", batch_size: int = 256,
+                    progress: bool = False) -> KNNGradientAttack:
+    """The paper's kNN gradient attack with one of its settings (evaluation, SAT, studies and widgets use this)."""
+    return KNNGradientAttack(model, knn, eps=setting.eps, step=setting.step, steps=setting.steps, m=m, guide=guide,
+                             eps_space=eps_space, seed=seed, batch_size=batch_size, progress=progress)
+
+
+def pgd_attack(model: nn.Module, setting: AttackSettings, *, eps_space: str = "pixel", seed: int | None = 0,
+               batch_size: int = 256, progress: bool = False) -> PGD:
+    """PGD on a classifier's cross-entropy with the gradient attack's setting (the supervised baselines use this)."""
+    return PGD(model, eps=setting.eps, step=setting.step, steps=setting.steps, eps_space=eps_space, seed=seed,
+               batch_size=batch_size, progress=progress)

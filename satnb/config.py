@@ -41,7 +41,7 @@ class TrainSettings:
 
 @dataclass(frozen=True)
 class SATSettings:
-    """Self-supervised adversarial training (Algorithm 1) and the supervised baselines."""
+    """Self-supervised adversarial training (Algorithm 1): every setting `adversarial.sat` reads."""
 
     iterations: int
     batch_size: int = 100
@@ -52,10 +52,23 @@ class SATSettings:
     keep_only_successful: bool = False  # authors' code: True
     betas: tuple[float, float] = (0.9, 0.999)  # paper: plain Adam; authors' code: (0.8, 0.999)
     weight_decay: float = 0.0  # authors' code: 1e-5
-    guide: str = "authors"  # guide-group rule of the attacks: "authors" (SPEC s.4) or "paper"
-    baseline_epochs: int = 1
-    baseline_lr: float = 1e-3
-    alp_weight: float = 0.5
+    guide: str = "authors"  # guide-group rule of the attacks: "authors" (the authors' code) or "paper"
+    critic_hidden: int = 256  # the separable critic phi1/phi2 of objective="heads"
+    critic_embed: int = 64
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    """Supervised adversarial fine-tuning (AT, MAT, ALP) of the SUP model: every setting `adversarial_train` reads."""
+
+    epochs: int = 1
+    batch_size: int = 100
+    lr: float = 1e-3
+    alp_weight: float = 0.5  # ALP's logit-pairing weight (eq. 4)
+    adv_weight: float = 1.0  # weight of the adversarial cross-entropy in MAT and ALP (eq. 3: a plain sum)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    eval_every_epochs: int = 1
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,7 @@ class Profile:
     opt_binary_steps: int = 10
     opt_steps: int = 100
     sat: SATSettings = SATSettings(iterations=300)
+    baselines: BaselineSettings = BaselineSettings()
     mi_steps: int = 300  # critic training steps per level of the MI staircase
     seed: int = 2019
     fallback_to_digits: bool = True  # smaller profiles may run on sklearn digits offline
@@ -108,19 +122,22 @@ PROFILES: dict[str, Profile] = {
         train=_cpu_train({"amdim": 1, "npid": 1, "simclr": 1, "sup": 2}, 128,
                          amdim={"ndf": 16, "n_rkhs": 64, "n_depth": 1}),
         opt_binary_steps=3, opt_steps=15,
-        sat=SATSettings(iterations=4, batch_size=50, refresh_every=2, eval_every=2, baseline_epochs=1), mi_steps=40,
+        sat=SATSettings(iterations=4, batch_size=50, refresh_every=2, eval_every=2),
+        baselines=BaselineSettings(epochs=1, batch_size=50), mi_steps=40,
     ),
     "quick": Profile(
         name="quick", n_train=5000, n_test=1000, k=75, m=100, n_attack=200, n_attack_opt=30,
         train=_cpu_train({"amdim": 5, "npid": 6, "simclr": 8, "sup": 10}, 256, amdim=_SMALL_AMDIM),
         opt_binary_steps=4, opt_steps=30,
-        sat=SATSettings(iterations=40, batch_size=100, refresh_every=10, eval_every=20, baseline_epochs=1),
+        sat=SATSettings(iterations=40, batch_size=100, refresh_every=10, eval_every=20),
+        baselines=BaselineSettings(epochs=1, batch_size=100),
     ),
     "cpu": Profile(
         name="cpu", n_train=10000, n_test=2000, k=75, m=300, n_attack=500, n_attack_opt=100,
         train=_cpu_train({"amdim": 12, "npid": 20, "simclr": 30, "sup": 30}, 256, amdim=_SMALL_AMDIM),
         opt_binary_steps=5, opt_steps=50,
-        sat=SATSettings(iterations=150, batch_size=100, refresh_every=10, eval_every=50, baseline_epochs=2),
+        sat=SATSettings(iterations=150, batch_size=100, refresh_every=10, eval_every=50),
+        baselines=BaselineSettings(epochs=2, batch_size=100),
         mi_steps=800,
     ),
     "paper": Profile(
@@ -135,7 +152,8 @@ PROFILES: dict[str, Profile] = {
                                  encoder_kwargs={"ndf": 128, "n_rkhs": 128, "n_depth": 3}),
         },
         opt_binary_steps=10, opt_steps=100,
-        sat=SATSettings(iterations=300, batch_size=100, eval_every=25, baseline_epochs=30), mi_steps=4000,
+        sat=SATSettings(iterations=300, batch_size=100, eval_every=25),
+        baselines=BaselineSettings(epochs=30, batch_size=100), mi_steps=4000,
         fallback_to_digits=False,
     ),
 }

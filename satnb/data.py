@@ -69,10 +69,10 @@ class Dataset:
         return self._fingerprint
 
     def describe(self) -> dict:
-        """Return what a result must record about the data behind it."""
+        """Return what a result must record about the data behind it (no path of this machine: see `short_source`)."""
         return {
             "dataset": self.name,
-            "source": self.source,
+            "source": short_source(self.source),
             "fallback": self.fallback,
             "n_train": int(len(self.y_train)),
             "n_test": int(len(self.y_test)),
@@ -86,6 +86,14 @@ class Dataset:
         te = stratified_indices(self.y_test, n_test, seed + 1) if n_test else slice(None)
         return replace(self, x_train=self.x_train[tr], y_train=self.y_train[tr],
                        x_test=self.x_test[te], y_test=self.y_test[te], _fingerprint=None)
+
+
+def short_source(source: str) -> str:
+    """A data source without the folders of the machine that read it ("npz:/home/u/x.npz" -> "npz:x.npz")."""
+    kind, sep, where = source.partition(":")
+    if not sep or ("/" not in where and "\\" not in where):
+        return source
+    return f"{kind}:{Path(where).name}"
 
 
 def profile_subset(full: Dataset, profile) -> Dataset:

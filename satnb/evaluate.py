@@ -11,44 +11,10 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from satnb.attacks import KNNGradientAttack, KNNOptimizationAttack, UniformNoise
+from satnb.attacks import KNNOptimizationAttack, UniformNoise, gradient_attack
 from satnb.config import AttackSettings, ConfigError, Profile
-from satnb.data import to_tensor
+from satnb.features import as_images, predict
 from satnb.knn import KNN
-
-
-@torch.inference_mode()
-def extract_features(model: nn.Module, images: Tensor | np.ndarray, batch_size: int = 512,
-                     progress: bool = False, desc: str = "features") -> Tensor:
-    """Features (N, D) of images (uint8 NHWC array or float NCHW tensor in [0,1]), on the CPU as float32."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = []
-    n = len(images)
-    for i in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
-        x = images[i:i + batch_size]
-        x = as_images(x).to(device).contiguous(memory_format=torch.channels_last)
-        out.append(model.features(x).float().cpu())
-    model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0, 0)
-
-
-def build_library(model: nn.Module, images: np.ndarray | Tensor, labels: np.ndarray | Tensor, k: int,
-                  n_classes: int | None = None, progress: bool = False) -> KNN:
-    """Fit the kNN on the features of the library images under the current model."""
-    feats = extract_features(model, images, progress=progress, desc="library")
-    return KNN(k=k, n_classes=n_classes).fit(feats, torch.as_tensor(np.asarray(labels)))
-
-
-def as_images(x: np.ndarray | Tensor) -> Tensor:
-    """Float NCHW [0,1] tensor from a uint8 NHWC array (tensors pass through)."""
-    return x if isinstance(x, Tensor) else to_tensor(x)
-
-
-def predict(model: nn.Module, knn: KNN, images: np.ndarray | Tensor, batch_size: int = 512) -> Tensor:
-    """kNN predictions for images."""
-    return knn.predict(extract_features(model, images, batch_size))
 
 
 def first_correct(pred: Tensor, labels: Tensor, n: int) -> Tensor:
@@ -89,13 +55,6 @@ def run_attack(name: str, attack, model: nn.Module, knn: KNN, x: Tensor, y: Tens
     return AttackOutcome(name, float((pred == y).float().mean()), len(y), seconds, adv, pred)
 
 
-def gradient_attack(model: nn.Module, knn: KNN, setting: AttackSettings, m: int, eps_space: str = "pixel",
-                    seed: int = 0, progress: bool = False, guide: str = "authors") -> KNNGradientAttack:
-    """The paper's gradient attack with one of its settings."""
-    return KNNGradientAttack(model, knn, eps=setting.eps, step=setting.step, steps=setting.steps, m=m,
-                             eps_space=eps_space, seed=seed, progress=progress, guide=guide)
-
-
 def evaluate(model: nn.Module, knn: KNN, x_test: np.ndarray | Tensor, y_test: np.ndarray | Tensor,
              profile: Profile, eps_space: str = "pixel", optimization: bool = True, seed: int = 0,
              progress: bool = True, keep_images: bool = False) -> dict:
@@ -112,7 +71,8 @@ def evaluate(model: nn.Module, knn: KNN, x_test: np.ndarray | Tensor, y_test: np
     steps = [("small", profile.small), ("large", profile.large)]
     images = {}
     for name, setting in tqdm(steps, desc="gradient attacks", disable=not progress, leave=False):
-        res = run_attack(name, gradient_attack(model, knn, setting, m, eps_space, seed), model, knn, x, y)
+        atk = gradient_attack(model, knn, setting, m, eps_space=eps_space, seed=seed)
+        res = run_attack(name, atk, model, knn, x, y)
         noise = run_attack(f"noise_{name}", UniformNoise(setting.eps, seed=seed, model=model, eps_space=eps_space),
                            model, knn, x, y)
         out[f"dsr_{name}"] = res.dsr
@@ -158,7 +118,8 @@ def eps_sweep(model: nn.Module, knn: KNN, x: Tensor, y: Tensor, eps_values: list
     rows = []
     for eps in tqdm(eps_values, desc="eps sweep", disable=not progress, leave=False):
         setting = sweep_setting(eps)
-        atk = run_attack("gradient", gradient_attack(model, knn, setting, m, eps_space, seed), model, knn, x, y)
+        atk = run_attack("gradient", gradient_attack(model, knn, setting, m, eps_space=eps_space, seed=seed),
+                         model, knn, x, y)
         noise = run_attack("noise", UniformNoise(eps, seed=seed, model=model, eps_space=eps_space), model, knn, x, y)
         rows.append({"eps": eps, "attack": "gradient", "dsr": atk.dsr})
         rows.append({"eps": eps, "attack": "uniform noise", "dsr": noise.dsr})
@@ -171,7 +132,7 @@ def restarts_dsr(model: nn.Module, knn: KNN, x: Tensor, y: Tensor, setting: Atta
     defended = torch.ones(len(y), dtype=torch.bool)
     out = []
     for r in range(restarts):
-        res = run_attack("gradient", gradient_attack(model, knn, setting, m, eps_space, seed + 1000 * r),
+        res = run_attack("gradient", gradient_attack(model, knn, setting, m, eps_space=eps_space, seed=seed + 1000 * r),
                          model, knn, x, y)
         defended &= res.pred == y
         out.append(float(defended.float().mean()))
@@ -181,5 +142,5 @@ def restarts_dsr(model: nn.Module, knn: KNN, x: Tensor, y: Tensor, setting: Atta
 def transfer_dsr(source: nn.Module, source_knn: KNN, target: nn.Module, target_knn: KNN, x: Tensor, y: Tensor,
                  setting: AttackSettings, m: int, eps_space: str = "pixel", seed: int = 0) -> float:
     """DSR of the target kNN on adversarial images crafted against the source model (a black-box check)."""
-    adv = gradient_attack(source, source_knn, setting, m, eps_space, seed)(x, y)
+    adv = gradient_attack(source, source_knn, setting, m, eps_space=eps_space, seed=seed)(x, y)
     return float((predict(target, target_knn, adv) == y).float().mean())

@@ -55,10 +55,13 @@ class Session:
 
 def setup(profile: str | None = None, dataset: str | None = None, show: bool = True) -> Session:
     """Pick the profile and device, open the artifact store and show the provenance banner."""
+    from satnb.plots import set_theme
+
     prof = get_profile(profile)
     threads = os.environ.get("SATNB_THREADS")
     if threads:
         torch.set_num_threads(parse_threads(threads))
+    set_theme()
     session = Session(prof, get_device(), Store(), dataset or prof.dataset)
     if show:
         with warnings.catch_warnings():

@@ -115,7 +115,8 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
     store = store or Store()
     device = torch.device(device)
     art = store.artifact(f"train-{method}", {"method": method, "settings": dataclasses.asdict(settings),
-                                             "seed": seed, "classes": data.n_classes}, data.fingerprint())
+                                             "seed": seed, "classes": data.n_classes}, data.fingerprint(),
+                         code=__name__)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the initial weights depend on the seed alone
         model = build_model(method, settings, data)

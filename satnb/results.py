@@ -1,13 +1,17 @@
-"""One whole run of a profile as a JSON-able results record (what the CLI writes to results/)."""
+"""A whole run of a profile as a JSON results record: made (`collect`), read (`load_results`), checked (`staleness`)."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import torch
 
+import satnb
 from satnb.config import METHODS, Profile
 from satnb.data import Dataset, profile_subset
+from satnb.fingerprint import STAGE_MODULES, stage_fingerprints
 from satnb.pipeline import Pipeline
 from satnb.store import Store, provenance
 
@@ -17,10 +21,6 @@ SSL_SEEDS = ("amdim", "npid", "simclr")
 def _slim(result: dict) -> dict:
     """An evaluation record without the per-image lists (kept small for committing)."""
     return {k: v for k, v in result.items() if k not in ("l2_all", "provenance")}
-
-
-def _info(info: dict) -> dict:
-    return {k: v for k, v in info.items() if k not in ("cached",)}
 
 
 def run_experiment(profile: Profile, full: Dataset, device: torch.device | str = "cpu",
@@ -45,8 +45,8 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ("train", "eva
     for m in methods:
         e = pipe.train(m)
         out["training"][m] = {"seconds": e.train_seconds, "epochs": profile.train[m].epochs,
-                              "encoder": profile.train[m].encoder, "epoch_seconds": e.info["epoch_seconds"],
-                              "final_loss": e.info["history"][-1]["loss"] if e.info["history"] else None}
+                              "encoder": profile.train[m].encoder, "epoch_seconds": e.epoch_seconds,
+                              "final_loss": e.history[-1]["loss"] if e.history else None}
     out["stage_seconds"]["train"] = time.perf_counter() - t0
 
     sat_names, base_names = [], []
@@ -54,14 +54,14 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ("train", "eva
         t0 = time.perf_counter()
         for seed_model in (m for m in methods if m in SSL_SEEDS):
             e = pipe.sat(seed_model)
-            out["sat"][seed_model] = {"name": e.name, "train_seconds": e.train_seconds, **_info(e.info)}
+            out["sat"][seed_model] = e.fine_tuning_record()
             sat_names.append(e.name)
         out["stage_seconds"]["sat"] = time.perf_counter() - t0
     if "baselines" in stages and "sup" in methods:
         t0 = time.perf_counter()
         for method in ("at", "mat", "alp"):
             e = pipe.baseline(method)
-            out["baselines"][method] = {"name": e.name, "train_seconds": e.train_seconds, **_info(e.info)}
+            out["baselines"][method] = e.fine_tuning_record()
             base_names.append(e.name)
         out["stage_seconds"]["baselines"] = time.perf_counter() - t0
 
@@ -76,4 +76,68 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ("train", "eva
         out["stage_seconds"]["evaluate"] = time.perf_counter() - t0
     out["provenance"] = provenance(profile=profile.name, dataset=data.describe(), seed=profile.seed,
                                    wall_time_s=time.perf_counter() - t_start, device=str(device))
+    ran = {"train"} | {s for s in stages if s in STAGE_MODULES}
+    out["provenance"]["stage_code"] = {s: fp for s, fp in stage_fingerprints().items() if s in ran}
     return out
+
+
+# ----------------------------------------------------------------------------- reading and checking results files
+
+
+def load_results(path) -> dict:
+    """Read a results JSON written by `python -m satnb run`."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder; pass a results JSON file written by `python -m satnb run`")
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; run `python -m satnb run --profile ...` to make it")
+    fix = "pass a results JSON written by `python -m satnb run`"
+    try:
+        res = json.loads(path.read_text())
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a text file ({err.reason}); {fix}") from err
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); {fix}") from err
+    if not isinstance(res, dict):
+        raise ValueError(f"{path} holds a JSON {type(res).__name__}, not a satnb results file; {fix}")
+    for key, kind in (("profile", str), ("dataset", dict), ("evaluation", dict)):
+        if not isinstance(res.get(key), kind):
+            raise ValueError(f"{path} lacks {key!r} (or it is not a {kind.__name__}): not a satnb results file; {fix}")
+    return res
+
+
+def results_dir() -> Path:
+    """The repository's results/ folder (searched upward from here and from the package)."""
+    for start in (Path.cwd(), Path(satnb.__file__).resolve().parent):
+        for d in (start, *start.parents):
+            if (d / "results").is_dir() and (d / "satnb").is_dir():
+                return d / "results"
+    raise FileNotFoundError("no results/ folder found next to the satnb package; run from a checkout")
+
+
+def committed_results() -> dict[str, dict]:
+    """Every committed reference run in results/, by file name."""
+    return {p.name: load_results(p) for p in sorted(results_dir().glob("*.json"))}
+
+
+def staleness(res: dict, root: Path | None = None) -> dict[str, str]:
+    """Which stages of a results record were made by code other than today's: {stage: why}; empty when current.
+
+    Compares the fingerprint of each stage's code recorded in the file (`provenance.stage_code`)
+    with the current one (`satnb.fingerprint`); a file that predates stage fingerprints is
+    stale in every stage, since nothing shows what made it.
+    """
+    recorded = (res.get("provenance") or {}).get("stage_code")
+    current = stage_fingerprints() if root is None else stage_fingerprints(root)
+    if not isinstance(recorded, dict):
+        return {"all": "made before satnb recorded the code of each stage; rerun it to check it"}
+    return {stage: f"the code of {STAGE_MODULES[stage]} (or a module it imports) changed"
+            for stage, fp in recorded.items() if stage in current and current[stage] != fp}
+
+
+def freshness(res: dict) -> str:
+    """One line: "current" or "stale: <stages and why>" (what the report chapter and `satnb report` print)."""
+    stale = staleness(res)
+    if not stale:
+        return "current: every stage was made by the code at HEAD"
+    return "stale: " + "; ".join(f"{stage} ({why})" for stage, why in stale.items())

@@ -20,6 +20,7 @@ import torch
 
 import satnb
 from satnb.config import cache_dir
+from satnb.fingerprint import source_fingerprint
 
 PACKAGE_DIR = Path(satnb.__file__).resolve().parent
 
@@ -30,7 +31,7 @@ class ArtifactError(RuntimeError):
 
 @functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """Return a hash of satnb's own source, so a code change never serves a stale result."""
+    """Return a hash of all of satnb's source files (provenance only; cache keys use `source_fingerprint`)."""
     h = hashlib.blake2b(digest_size=8)
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         h.update(path.relative_to(PACKAGE_DIR).as_posix().encode())
@@ -72,8 +73,14 @@ def _jsonable(obj: Any) -> Any:
 
 
 def provenance(profile: str | None = None, dataset: dict | None = None, seed: int | None = None,
-               wall_time_s: float | None = None, device: str | None = None, **extra: Any) -> dict:
-    """Return the record attached to every result: code version, environment, data, seed, time."""
+               wall_time_s: float | None = None, device: str | None = None, code_module: str | None = None,
+               **extra: Any) -> dict:
+    """Return the record attached to every result: code version, environment, data, seed, time.
+
+    With `code_module`, also the fingerprint of the code that computed the result (its stage key's).
+    """
+    stage = {} if code_module is None else {"stage_code": {"module": code_module,
+                                                           "fingerprint": source_fingerprint(code_module)}}
     return {
         "satnb_version": satnb.__version__,
         "git_commit": git_commit(),
@@ -88,6 +95,7 @@ def provenance(profile: str | None = None, dataset: dict | None = None, seed: in
         "seed": seed,
         "wall_time_s": None if wall_time_s is None else round(float(wall_time_s), 3),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **stage,
         **extra,
     }
 
@@ -139,10 +147,14 @@ class Store:
         self.root = Path(root) if root is not None else cache_dir() / "artifacts"
         self.root.mkdir(parents=True, exist_ok=True)
 
-    def artifact(self, stage: str, settings: dict, data_fingerprint: str = "", code: str | None = None) -> Artifact:
-        """Return the artifact for a stage run with these settings on this data by this code."""
+    def artifact(self, stage: str, settings: dict, data_fingerprint: str = "", *, code: str) -> Artifact:
+        """Return the artifact for a stage run with these settings on this data by the code of module `code`.
+
+        `code` names the satnb module that computes the stage (e.g. "satnb.pretrain"); the key covers
+        the code of its import closure (`satnb.fingerprint`), not comments, docstrings or other modules.
+        """
         blob = canonical_json({"stage": stage, "settings": settings, "data": data_fingerprint,
-                               "code": code if code is not None else code_fingerprint()})
+                               "code": {"module": code, "fingerprint": source_fingerprint(code)}})
         key = hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
         art = Artifact(stage, key, self.root / stage / key)
         if not (art.path / "settings.json").exists():
@@ -170,24 +182,25 @@ class Store:
         atomic_write_bytes(art.result, lambda fh: fh.write(text.encode()))
         return art.result
 
-    def memo(self, stage: str, settings: dict, compute: Callable[[], Any], data_fingerprint: str = "",
-             **provenance_kw: Any) -> Any:
+    def memo(self, stage: str, settings: dict, compute: Callable[[], Any], data_fingerprint: str = "", *,
+             code: str, **provenance_kw: Any) -> Any:
         """The JSON value of compute() for these settings: loaded when cached, else computed and saved."""
-        art = self.artifact(stage, settings, data_fingerprint)
+        art = self.artifact(stage, settings, data_fingerprint, code=code)
         cached = self.load_result(art)
         if cached is not None and "value" in cached:
             return cached["value"]
         t0 = time.perf_counter()
         value = compute()
         record = {"value": value, "settings": settings,
-                  "provenance": provenance(wall_time_s=time.perf_counter() - t0, **provenance_kw)}
+                  "provenance": provenance(wall_time_s=time.perf_counter() - t0, code_module=code, **provenance_kw)}
         self.save_result(art, record, sort_keys=False)  # keep the value's key order (a table's columns)
         # hand back what a later, cached call returns (lists for tuples, str keys...), not the raw value
         return json.loads(json.dumps(value, default=_jsonable))
 
-    def memo_state(self, stage: str, settings: dict, compute: Callable[[], dict], data_fingerprint: str = "") -> dict:
+    def memo_state(self, stage: str, settings: dict, compute: Callable[[], dict], data_fingerprint: str = "", *,
+                   code: str) -> dict:
         """The tensor dict compute() returns for these settings: loaded when cached, else computed and saved."""
-        art = self.artifact(stage, settings, data_fingerprint)
+        art = self.artifact(stage, settings, data_fingerprint, code=code)
         state = self.load_checkpoint(art)
         if state is None:
             state = compute()

@@ -5,9 +5,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import torch
 
+from satnb.attacks import gradient_attack
 from satnb.config import AttackSettings
-from satnb.evaluate import as_images, extract_features, gradient_attack
-from satnb.report import vote_histogram
+from satnb.features import as_images, extract_features
+from satnb.plots import vote_histogram
 
 
 class AttackExplorer:

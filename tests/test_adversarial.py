@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 
@@ -22,7 +23,8 @@ from satnb.adversarial import (
     sat,
     sat_step,
 )
-from satnb.config import AttackSettings, ConfigError, SATSettings
+from satnb.config import AttackSettings, BaselineSettings, ConfigError, SATSettings
+from satnb.losses import AMDIMLoss
 from satnb.models import AMDIMEncoder, Classifier, SmallConvNet
 from satnb.store import Store
 
@@ -57,16 +59,19 @@ def encoder(seed: int = 0) -> SmallConvNet:
 
 
 def run_sat(x, y, store, iterations=3, model=None, **kw):
-    settings = SATSettings(iterations=iterations, batch_size=12, lr=1e-3, refresh_every=kw.pop("refresh_every", 1),
-                           eval_every=kw.pop("eval_every", 2))
+    """sat() with keyword arguments split: SATSettings fields go into the settings, the rest to sat()."""
+    fields = {f.name for f in dataclasses.fields(SATSettings)}
+    s = {"refresh_every": 1, "eval_every": 2, **{k: kw.pop(k) for k in list(kw) if k in fields}}
+    settings = SATSettings(iterations=iterations, batch_size=12, lr=1e-3, **s)
     return sat(model or encoder(), x, y, settings, ATTACK, k=K, m=M, store=store, progress=False, **kw)
 
 
 def run_baseline(x, y, store, method="alp", epochs=2, **kw):
     torch.manual_seed(1)
     clf = Classifier(SmallConvNet(widths=(8, 16)), 3)
-    return adversarial_train(clf, method, x, y, ATTACK, epochs=epochs, batch_size=12, store=store, progress=False,
-                             **kw)
+    fields = {f.name for f in dataclasses.fields(BaselineSettings)}
+    settings = BaselineSettings(epochs=epochs, batch_size=12, **{k: kw.pop(k) for k in list(kw) if k in fields})
+    return adversarial_train(clf, method, x, y, ATTACK, settings, store=store, progress=False, **kw)
 
 
 def same_weights(a: nn.Module, b: nn.Module) -> bool:
@@ -167,8 +172,8 @@ def test_keep_only_successful_trains_on_the_fooled_pairs(data, tmp_path, monkeyp
     monkeypatch.setattr(adv, "sat_step", spy)
     strong = AttackSettings(eps=0.2, step=0.05, steps=5)
     settings = SATSettings(iterations=3, batch_size=12, lr=1e-3, eval_every=3)
-    res = sat(encoder(), x, y, settings, strong, k=K, m=M, keep_only_successful=True, store=Store(tmp_path),
-              progress=False)
+    settings = dataclasses.replace(settings, keep_only_successful=True)
+    res = sat(encoder(), x, y, settings, strong, k=K, m=M, store=Store(tmp_path), progress=False)
     kept = [h["n_pairs"] for h in res.history]
     assert kept == [round(h["attack_success"] * 12) for h in res.history]
     assert sizes == [n for n in kept if n >= 2] and res.n_updates == len(sizes)
@@ -179,9 +184,10 @@ def test_sat_with_amdim_objective(data, tmp_path):
     x, y = data
     torch.manual_seed(0)
     model = AMDIMEncoder(ndf=8, n_rkhs=16, n_depth=1)
-    settings = SATSettings(iterations=2, batch_size=8, lr=1e-3, eval_every=2)
-    res = sat(model, x, y, settings, ATTACK, k=K, m=M, objective="amdim", store=Store(tmp_path), progress=False)
+    settings = SATSettings(iterations=2, batch_size=8, lr=1e-3, eval_every=2, objective="amdim")
+    res = sat(model, x, y, settings, ATTACK, k=K, m=M, store=Store(tmp_path), progress=False)
     assert res.method == "sat-amdim" and res.n_updates == 2
+    assert res.objective.kind == "amdim" and isinstance(res.objective.nce, AMDIMLoss)  # the setting is obeyed
     assert all(math.isfinite(h["loss"]) and h["mi_estimate"] is None for h in res.history)
     assert not same_weights(res.model, model)
     with pytest.raises(ConfigError, match="AMDIMEncoder"):
@@ -250,11 +256,11 @@ def test_adversarial_train_runs_each_method(data, tmp_path, method):
 def test_adversarial_train_rejects_bad_inputs(data, tmp_path):
     x, y = data
     with pytest.raises(ConfigError, match="Classifier"):
-        adversarial_train(encoder(), "at", x, y, ATTACK, epochs=1, batch_size=12, store=Store(tmp_path))
+        adversarial_train(encoder(), "at", x, y, ATTACK, BaselineSettings(batch_size=12), store=Store(tmp_path))
     with pytest.raises(ConfigError, match="method"):
         run_baseline(x, y, Store(tmp_path), method="trades")
     with pytest.raises(ConfigError, match="batch_size"):
-        adversarial_train(Classifier(encoder(), 3), "at", x, y, ATTACK, epochs=1, batch_size=100,
+        adversarial_train(Classifier(encoder(), 3), "at", x, y, ATTACK, BaselineSettings(batch_size=100),
                           store=Store(tmp_path))
 
 
@@ -326,3 +332,13 @@ def test_second_call_is_a_cache_hit(data, tmp_path, monkeypatch):
     assert again_base.cached and same_weights(first_base.model, again_base.model)
     with pytest.raises(AssertionError, match="trained again"):  # another seed model is another run
         run_sat(x, y, store, iterations=2, base_key="npid-def")
+
+
+def test_baseline_settings_are_obeyed(data, tmp_path):
+    """adversarial_train reads its loss weights and optimiser from BaselineSettings, its one source of settings."""
+    x, y = data
+    a = run_baseline(x, y, Store(tmp_path / "a"), method="alp", epochs=1, alp_weight=0.5)
+    b = run_baseline(x, y, Store(tmp_path / "b"), method="alp", epochs=1, alp_weight=5.0)
+    c = run_baseline(x, y, Store(tmp_path / "c"), method="alp", epochs=1, alp_weight=0.5, lr=1e-2)
+    assert not same_weights(a.model, b.model) and not same_weights(a.model, c.model)
+    assert a.settings["settings"]["alp_weight"] == 0.5 and b.settings["settings"]["alp_weight"] == 5.0

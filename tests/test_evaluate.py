@@ -6,9 +6,11 @@ import torch
 
 from satnb.config import ConfigError, TrainSettings, get_profile
 from satnb.data import load_digits
-from satnb.evaluate import as_images, build_library, evaluate, extract_features, first_correct
+from satnb.evaluate import evaluate, first_correct
+from satnb.features import as_images, build_library, extract_features
 from satnb.pipeline import Pipeline
 from satnb.store import Store
+from satnb.tables import evaluation_table
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +48,7 @@ def test_pipeline_end_to_end(tmp_path, tiny):
     assert res["provenance"]["profile"] == "smoke" and res["provenance"]["dataset"]["dataset"] == "digits"
     # cached: the second call reads the stored JSON
     assert Pipeline(profile, data, Store(tmp_path), progress=False).evaluate("sup") == res
-    table = pipe.table(["sup"])
+    table = evaluation_table(pipe.evaluations(["sup"]))
     assert table.loc["SUP", "ACC"] == res["acc"]
 
 
@@ -94,7 +96,7 @@ def test_sweep_rule_contains_the_paper_settings():
 
 def test_pipeline_studies_are_cached_and_match_the_uncached_functions(tiny, tmp_path, monkeypatch):
     from satnb import evaluate as ev
-    from satnb import pipeline as pl
+    from satnb import studies as pl
 
     data, profile = tiny
     pipe = Pipeline(profile, data, Store(tmp_path), progress=False)
@@ -149,7 +151,7 @@ def test_pipeline_mi_studies_are_cached(tiny, tmp_path, monkeypatch):
 
 
 def test_features_are_cached_on_disk_and_match_a_fresh_extraction(tiny, tmp_path, monkeypatch):
-    from satnb import pipeline as pl
+    from satnb import libraries as pl
 
     data, profile = tiny
     pipe = Pipeline(profile, data, Store(tmp_path), progress=False)

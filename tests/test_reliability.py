@@ -20,9 +20,10 @@ import torch
 from satnb import mi
 from satnb.adversarial import adversarial_train, sat
 from satnb.attacks import PGD, KNNGradientAttack
-from satnb.config import AttackSettings, ConfigError, SATSettings, TrainSettings, get_profile
+from satnb.config import AttackSettings, BaselineSettings, ConfigError, SATSettings, TrainSettings, get_profile
 from satnb.data import DataError, load_dataset, load_digits
-from satnb.evaluate import build_library, evaluate, first_correct
+from satnb.evaluate import evaluate, first_correct
+from satnb.features import build_library
 from satnb.knn import KNN
 from satnb.models import Classifier, SmallConvNet
 from satnb.pretrain import build_model, train
@@ -328,8 +329,8 @@ def test_evaluation_sat_baseline_and_mi_are_deterministic(tmp_path, data, sat_da
         knn = build_library(model, data.x_train, data.y_train, k=3)
         ev = evaluate(model, knn, data.x_test, data.y_test, profile, seed=1, progress=False)
         s = tiny_sat(x, y, Store(tmp_path / name), iterations=2)
-        base = adversarial_train(model, "at", x, y, ATTACK, epochs=1, batch_size=16, store=Store(tmp_path / name),
-                                 seed=2, progress=False)
+        base = adversarial_train(model, "at", x, y, ATTACK, BaselineSettings(batch_size=16),
+                                 store=Store(tmp_path / name), seed=2, progress=False)
         feats = torch.randn(256, 4, generator=torch.Generator().manual_seed(0))
         est = mi.estimate_mi(feats, feats + 0.5 * torch.randn(256, 4, generator=torch.Generator().manual_seed(1)),
                              steps=5, batch_size=32, seed=3, progress=False)

@@ -5,7 +5,7 @@ import json
 import matplotlib
 import pytest
 
-from satnb import report
+from satnb import claims, plots, results, tables
 
 matplotlib.use("Agg")
 
@@ -29,36 +29,44 @@ def _results(dataset="cifar10", sup=(0.9, 0.2, 0.1, 0.3), amdim=(0.8, 0.5, 0.3, 
 
 
 def test_claims_hold_when_numbers_say_so():
-    v = report.claims_table(_results())["verdict"].tolist()
-    assert v == ["holds", "holds", "holds", "not tested at this scale"]
+    v = claims.claims_table(_results())["verdict"].tolist()
+    assert v == ["holds", "holds", "holds", "not tested"]
 
 
 def test_claims_fail_when_numbers_say_so():
     res = _results(amdim=(0.8, 0.1, 0.05, 0.2), sat_amdim=(0.5, 0.9, 0.8), sat_npid=(0.7, 0.31, 0.2),
                    times=(100.0, 50.0, 60.0))
-    v = report.claims_table(res)["verdict"].tolist()
+    v = claims.claims_table(res)["verdict"].tolist()
     assert v[:3] == ["does not hold", "does not hold", "does not hold"]
 
 
 def test_claims_partly_and_untested():
     res = _results(amdim=(0.8, 0.5, 0.05, 0.6), times=(40.0, 50.0, 100.0))
-    v = report.claims_table(res)["verdict"].tolist()
+    v = claims.claims_table(res)["verdict"].tolist()
     assert v[0] == "partly holds" and v[2] == "partly holds"
     del res["evaluation"]["pixel"]["sat-amdim"], res["evaluation"]["pixel"]["sat-npid"]
     res["sat"], res["baselines"] = {}, {}
-    v = report.claims_table(res)["verdict"].tolist()
-    assert v[1] == v[2] == "not tested at this scale"
+    v = claims.claims_table(res)["verdict"].tolist()
+    assert v[1] == v[2] == "not tested"
+
+
+def test_claim2_needs_both_seeds():
+    """A claim about AMDIM and NPID is not decided on NPID alone: a missing model makes it "not tested"."""
+    res = _results()
+    del res["evaluation"]["pixel"]["sat-amdim"]
+    row = claims.claims_table(res).iloc[1]
+    assert row["verdict"] == "not tested" and "sat-amdim" in row["evidence"]
 
 
 def test_claim4_only_on_stl10():
     res = _results(dataset="stl10")
-    assert report.claims_table(res)["verdict"].iloc[3] == "holds"  # SAT (0.75, 0.7) is not dominated
+    assert claims.claims_table(res)["verdict"].iloc[3] == "holds"  # SAT (0.75, 0.7) is not dominated
     res["evaluation"]["pixel"]["mat"] = _eval(0.9, 0.8, 0.7)
-    assert report.claims_table(res)["verdict"].iloc[3] == "does not hold"
+    assert claims.claims_table(res)["verdict"].iloc[3] == "does not hold"
 
 
 def test_paper_table_differences():
-    t = report.paper_table(_results(), spaces=("pixel",))
+    t = tables.paper_table(_results(), spaces=("pixel",))
     row = t.loc[("pixel", "SUP")]
     assert row["ACC paper"] == 0.9202 and row["ACC ours"] == 0.9
     assert row["ACC diff"] == pytest.approx(0.9 - 0.9202)
@@ -67,26 +75,26 @@ def test_paper_table_differences():
 
 def test_load_results_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="python -m satnb run"):
-        report.load_results(tmp_path / "none.json")
+        results.load_results(tmp_path / "none.json")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"hello": 1}))
     with pytest.raises(ValueError, match="not a satnb results file"):
-        report.load_results(bad)
+        results.load_results(bad)
 
 
 def test_committed_results_are_valid():
-    for name, res in report.committed_results().items():
+    for name, res in results.committed_results().items():
         assert res["provenance"]["git_commit"], name
-        assert report.claims_table(res)["verdict"].notna().all()
+        assert claims.claims_table(res)["verdict"].notna().all()
 
 
 def test_figures_build():
     res = _results()
-    frame = report.results_frame(res).reset_index()
-    assert report.tradeoff_plot(frame[["model", "ACC", "DSR small", "DSR large"]]) is not None
+    frame = tables.results_frame(res).reset_index()
+    assert plots.tradeoff_plot(frame[["model", "ACC", "DSR small", "DSR large"]]) is not None
     traj = [{"iteration": 0, "acc": 0.8, "dsr_small": 0.5, "dsr_large": 0.3},
             {"iteration": 10, "acc": 0.78, "dsr_small": 0.6, "dsr_large": 0.4}]
-    assert report.sat_trajectory_plot({"SAT (AMDIM)": traj}) is not None
+    assert plots.sat_trajectory_plot({"SAT (AMDIM)": traj}) is not None
 
 
 def test_widget_render(tmp_path):

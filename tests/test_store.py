@@ -9,10 +9,11 @@ from satnb.store import (
     Store,
     atomic_write_bytes,
     canonical_json,
-    code_fingerprint,
     load_state,
     provenance,
 )
+
+CODE = "satnb.knn"  # the module whose code a test stage depends on
 
 
 @pytest.fixture
@@ -21,29 +22,29 @@ def store(tmp_path):
 
 
 def test_key_changes_with_settings_data_and_code(store):
-    base = store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-a")
-    assert base.key == store.artifact("train", {"lr": 1e-3, "epochs": 3}, "data-a").key  # order-free
-    assert base.key != store.artifact("train", {"epochs": 4, "lr": 1e-3}, "data-a").key
-    assert base.key != store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-b").key
-    assert base.key != store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-a", code="other-code").key
-    assert base.key != store.artifact("eval", {"epochs": 3, "lr": 1e-3}, "data-a").key
-    assert base.key == store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-a", code=code_fingerprint()).key
+    base = store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-a", code=CODE)
+    assert base.key == store.artifact("train", {"lr": 1e-3, "epochs": 3}, "data-a", code=CODE).key  # order-free
+    assert base.key != store.artifact("train", {"epochs": 4, "lr": 1e-3}, "data-a", code=CODE).key
+    assert base.key != store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-b", code=CODE).key
+    assert base.key != store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-a", code="satnb.pretrain").key
+    assert base.key != store.artifact("eval", {"epochs": 3, "lr": 1e-3}, "data-a", code=CODE).key
+    assert base.key == Store(store.root).artifact("train", {"epochs": 3, "lr": 1e-3}, "data-a", code=CODE).key
 
 
 def test_cache_miss_then_hit(store):
-    art = store.artifact("train", {"epochs": 1}, "d")
+    art = store.artifact("train", {"epochs": 1}, "d", code=CODE)
     assert not art.exists() and store.load_checkpoint(art) is None
     state = {"w": torch.arange(3.0), "epoch": 1}
     store.save_checkpoint(art, state, final=True)
-    again = store.artifact("train", {"epochs": 1}, "d")
+    again = store.artifact("train", {"epochs": 1}, "d", code=CODE)
     assert again.exists()
     loaded = store.load_checkpoint(again)
     assert torch.equal(loaded["w"], state["w"]) and loaded["epoch"] == 1
-    assert not store.artifact("train", {"epochs": 2}, "d").exists()
+    assert not store.artifact("train", {"epochs": 2}, "d", code=CODE).exists()
 
 
 def test_progress_checkpoint_removed_when_final(store):
-    art = store.artifact("train", {}, "d")
+    art = store.artifact("train", {}, "d", code=CODE)
     store.save_checkpoint(art, {"epoch": 1})
     assert store.load_checkpoint(art, final=False) == {"epoch": 1} and not art.exists()
     store.save_checkpoint(art, {"epoch": 2}, final=True)
@@ -51,7 +52,7 @@ def test_progress_checkpoint_removed_when_final(store):
 
 
 def test_results_are_json(store):
-    art = store.artifact("eval", {"k": 75}, "d")
+    art = store.artifact("eval", {"k": 75}, "d", code=CODE)
     store.save_result(art, {"acc": 0.5, "provenance": provenance(profile="smoke", seed=1, wall_time_s=1.23456)})
     res = store.load_result(art)
     assert res["acc"] == 0.5 and res["provenance"]["seed"] == 1 and res["provenance"]["wall_time_s"] == 1.235
@@ -113,13 +114,13 @@ def test_memo_computes_once_and_returns_the_same_value_cold_and_warm(store):
         calls.append(1)
         return {"dsr": (0.5, 0.25), "per_class": {3: 0.1}}
 
-    cold = store.memo("study", {"n": 10}, compute, "d", profile="smoke", seed=0)
-    warm = store.memo("study", {"n": 10}, compute, "d", profile="smoke", seed=0)
+    cold = store.memo("study", {"n": 10}, compute, "d", code=CODE, profile="smoke", seed=0)
+    warm = store.memo("study", {"n": 10}, compute, "d", code=CODE, profile="smoke", seed=0)
     assert len(calls) == 1
     assert cold == warm == {"dsr": [0.5, 0.25], "per_class": {"3": 0.1}}  # JSON types both times
-    other = store.memo("study", {"n": 11}, compute, "d")
+    other = store.memo("study", {"n": 11}, compute, "d", code=CODE)
     assert len(calls) == 2 and other == cold
-    record = store.load_result(store.artifact("study", {"n": 10}, "d"))
+    record = store.load_result(store.artifact("study", {"n": 10}, "d", code=CODE))
     assert record["provenance"]["profile"] == "smoke" and record["provenance"]["wall_time_s"] is not None
     assert record["settings"] == {"n": 10}
 
@@ -129,5 +130,5 @@ def test_memo_saves_nothing_when_compute_raises(store):
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError):
-        store.memo("study", {"n": 1}, broken)
-    assert store.memo("study", {"n": 1}, lambda: 7) == 7
+        store.memo("study", {"n": 1}, broken, code=CODE)
+    assert store.memo("study", {"n": 1}, lambda: 7, code=CODE) == 7

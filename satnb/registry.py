@@ -1,0 +1,141 @@
+"""The models of one profile: the paper's encoders trained or loaded, fine-tuned with SAT or AT/MAT/ALP, registered."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from satnb.adversarial import BASELINES, adversarial_train, sat
+from satnb.config import METHODS, ConfigError, Profile
+from satnb.data import Dataset, stratified_indices
+from satnb.evaluate import evaluate
+from satnb.features import build_library
+from satnb.pretrain import train
+from satnb.store import Store
+
+
+@dataclass
+class TrainedModel:
+    """A model known to the pipeline, the cache key of what produced it, and how it was trained."""
+
+    name: str
+    model: nn.Module
+    key: str
+    train_seconds: float  # pretraining or fine-tuning wall time (evaluation excluded)
+    cached: bool  # loaded from the artifact store rather than trained now
+    kind: str = "pretrained"  # "pretrained", "sat" or "baseline"
+    history: list[dict] = field(default_factory=list)  # per epoch (pretraining) or per unit of fine-tuning
+    trajectory: list[dict] = field(default_factory=list)  # fine-tuning: ACC and DSR at each evaluation point
+    n_updates: int | None = None  # fine-tuning: optimiser steps taken
+    eval_seconds: float | None = None  # fine-tuning: wall time of the trajectory's evaluations
+    seed_model: str | None = None  # fine-tuning: the model it started from
+
+    @property
+    def epoch_seconds(self) -> float:
+        """Mean seconds per pretraining epoch (nan when none ran)."""
+        times = [h["seconds"] for h in self.history if "seconds" in h and "epoch" in h]
+        return float(np.mean(times)) if times else float("nan")
+
+    @property
+    def seconds_per_update(self) -> float:
+        """Mean fine-tuning wall time per optimiser step."""
+        return self.train_seconds / self.n_updates if self.n_updates else float("nan")
+
+    def fine_tuning_record(self) -> dict:
+        """What a results file records of a SAT or baseline run."""
+        return {"name": self.name, "train_seconds": self.train_seconds, "trajectory": self.trajectory,
+                "eval_seconds": self.eval_seconds, "n_updates": self.n_updates,
+                "seconds_per_update": self.seconds_per_update,
+                **({"seed": self.seed_model} if self.kind == "sat" else {})}
+
+
+class Models:
+    """Trains, fine-tunes and registers the models a profile names (every run cached in the store)."""
+
+    def __init__(self, profile: Profile, data: Dataset, store: Store | None = None,
+                 device: torch.device | str = "cpu", progress: bool = True):
+        self.profile, self.data, self.store = profile, data, store or Store()
+        self.device, self.progress = torch.device(device), progress
+        self.entries: dict[str, TrainedModel] = {}
+        n_lib = profile.n_library
+        self.library_index = (stratified_indices(data.y_train, n_lib, profile.seed)
+                              if n_lib and n_lib < len(data.y_train) else np.arange(len(data.y_train)))
+
+    def train(self, method: str) -> TrainedModel:
+        """Train (or load from the cache) one of the paper's representation-learning methods."""
+        if method not in METHODS:
+            raise ConfigError(f"unknown method {method!r}; valid methods are {', '.join(METHODS)}")
+        if method not in self.entries:
+            res = train(method, self.data, self.profile.train[method], self.store, seed=self.profile.seed,
+                        device=self.device, progress=self.progress, profile=self.profile.name)
+            self.entries[method] = TrainedModel(method, res.model, res.artifact.key, res.wall_time_s, res.cached,
+                                                history=res.history)
+        return self.entries[method]
+
+    def add(self, entry: TrainedModel) -> TrainedModel:
+        """Register a model produced elsewhere so it is evaluated like the others."""
+        self.entries[entry.name] = entry
+        self._forget(entry.name)
+        return entry
+
+    def _forget(self, name: str) -> None:
+        """Drop what is cached in memory about a model (overridden where libraries are kept)."""
+
+    def entry(self, name: str) -> TrainedModel:
+        """A registered model, training it first when it is one of the base methods."""
+        if name not in self.entries:
+            if name in METHODS:
+                return self.train(name)
+            raise ConfigError(f"no model named {name!r}; known: {', '.join(sorted(self.entries)) or 'none'}")
+        return self.entries[name]
+
+    def m(self, name: str) -> int:
+        """The guide-group size: the profile's m, capped by the smallest class of the library."""
+        counts = np.bincount(self.data.y_train[self.library_index], minlength=self.data.n_classes)
+        return min(self.profile.m, int(counts.min()))
+
+    def trajectory_eval(self, model: nn.Module) -> dict:
+        """ACC and DSR small/large of a model under training (library rebuilt from its features)."""
+        idx = self.library_index
+        knn = build_library(model, self.data.x_train[idx], self.data.y_train[idx], k=self.profile.k,
+                            n_classes=self.data.n_classes)
+        r = evaluate(model, knn, self.data.x_test, self.data.y_test, self.profile, optimization=False,
+                     seed=self.profile.seed, progress=False)
+        return {"acc": r["acc"], "dsr_small": r["dsr_small"], "dsr_large": r["dsr_large"]}
+
+    def sat(self, seed_model: str, objective: str | None = None) -> TrainedModel:
+        """SAT of a self-supervised model with the profile's settings (cached); registered as sat-<seed>.
+
+        `objective` overrides the profile's `sat.objective`; a run with AMDIM's NCE is registered
+        as sat-<seed>-amdim.
+        """
+        base, p = self.entry(seed_model), self.profile
+        settings = p.sat if objective is None else dataclasses.replace(p.sat, objective=objective)
+        idx = self.library_index
+        res = sat(base.model, self.data.x_train[idx], self.data.y_train[idx], settings, p.small, k=p.k,
+                  m=self.m(seed_model), store=self.store, data_fingerprint=self.data.fingerprint(),
+                  base_key=base.key, seed=p.seed, device=self.device, progress=self.progress,
+                  eval_fn=lambda model, it: self.trajectory_eval(model), n_classes=self.data.n_classes,
+                  profile=p.name)
+        name = f"sat-{seed_model}" + ("" if settings.objective == "heads" else f"-{settings.objective}")
+        return self.add(TrainedModel(name, res.model, res.artifact.key, res.train_seconds, res.cached, kind="sat",
+                                     history=res.history, trajectory=res.trajectory, n_updates=res.n_updates,
+                                     eval_seconds=res.eval_seconds, seed_model=seed_model))
+
+    def baseline(self, method: str) -> TrainedModel:
+        """AT, MAT or ALP fine-tuning of the supervised model with the profile's settings (cached)."""
+        if method not in BASELINES:
+            raise ConfigError(f"unknown baseline {method!r}; use one of {', '.join(BASELINES)}")
+        base, p = self.entry("sup"), self.profile
+        res = adversarial_train(base.model, method, self.data.x_train, self.data.y_train, p.small, p.baselines,
+                                store=self.store, data_fingerprint=self.data.fingerprint(), base_key=base.key,
+                                seed=p.seed, device=self.device, progress=self.progress,
+                                eval_fn=lambda model, ep: self.trajectory_eval(model), profile=p.name)
+        return self.add(TrainedModel(method, res.model, res.artifact.key, res.train_seconds, res.cached,
+                                     kind="baseline", history=res.history, trajectory=res.trajectory,
+                                     n_updates=res.n_updates, eval_seconds=res.eval_seconds, seed_model="sup"))
+

@@ -1,0 +1,113 @@
+"""pandas tables for the book and the CLI: profiles, data, evaluations, Table 1 beside ours, run times, environment."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from satnb.config import PROFILES
+from satnb.data import Dataset, short_source
+from satnb.paper import PAPER_TABLE1
+
+LABELS = {"amdim": "SSL (AMDIM)", "npid": "SSL (NPID)", "simclr": "SSL (SimCLR)", "sup": "SUP",
+          "sat-amdim": "SAT (AMDIM)", "sat-npid": "SAT (NPID)", "sat-simclr": "SAT (SimCLR)",
+          "sat-amdim-amdim": "SAT (AMDIM, AMDIM NCE)", "at": "AT", "mat": "MAT", "alp": "ALP"}
+
+
+def label(name: str) -> str:
+    """The display name of a model ("sat-amdim" -> "SAT (AMDIM)")."""
+    return LABELS.get(name, name)
+
+
+def profile_table() -> pd.DataFrame:
+    """One row per profile: data sizes, epochs per method, attack sizes."""
+    rows = []
+    for p in PROFILES.values():
+        rows.append({
+            "profile": p.name,
+            "train images": p.n_train or "all",
+            "test images": p.n_test or "all",
+            "kNN k / m": f"{p.k} / {p.m}",
+            "attacked N (grad / opt)": f"{p.n_attack} / {p.n_attack_opt}",
+            **{f"{m} epochs": f"{t.epochs} ({t.encoder})" for m, t in p.train.items()},
+            "SAT iterations": p.sat.iterations,
+        })
+    return pd.DataFrame(rows).set_index("profile")
+
+
+def class_counts(data: Dataset) -> pd.DataFrame:
+    """Images per class in each split."""
+    return pd.DataFrame({
+        "class": list(data.classes),
+        "train": np.bincount(data.y_train, minlength=data.n_classes),
+        "test": np.bincount(data.y_test, minlength=data.n_classes),
+    }).set_index("class")
+
+
+def evaluation_table(records: Mapping[str, dict]) -> pd.DataFrame:
+    """One row per model (from `Pipeline.evaluations`): ACC, DSR small/large with the noise control, L2, times."""
+    rows = []
+    for name, r in records.items():
+        rows.append({
+            "model": label(name), "ACC": r["acc"], "DSR small": r["dsr_small"],
+            "DSR large": r["dsr_large"], "noise DSR small": r["noise_dsr_small"],
+            "noise DSR large": r["noise_dsr_large"], "L2": r.get("l2", float("nan")),
+            "unbroken (opt)": r.get("opt_unbroken"), "N": r["n_attacked"],
+            "train s": round(r["train_seconds"], 1),
+            "attack s/img (small)": r["attacks"]["small"]["seconds_per_image"],
+        })
+    return pd.DataFrame(rows).set_index("model")
+
+
+def results_frame(res: dict, space: str = "pixel") -> pd.DataFrame:
+    """One row per evaluated model: ACC, DSR small/large, L2, fine-tuning/training seconds."""
+    rows = []
+    for name, r in res["evaluation"].get(space, {}).items():
+        rows.append({"name": name, "model": label(name), "ACC": r["acc"], "DSR small": r["dsr_small"],
+                     "DSR large": r["dsr_large"], "L2": r.get("l2", np.nan), "N": r["n_attacked"],
+                     "train s": r.get("train_seconds", np.nan)})
+    return pd.DataFrame(rows).set_index("name") if rows else pd.DataFrame()
+
+
+def paper_table(res: dict, spaces: tuple[str, ...] = ("pixel", "normalized")) -> pd.DataFrame:
+    """Paper Table 1 beside ours (SUP and SSL-AMDIM, every eps convention that was run), with differences."""
+    ds = res["dataset"]["dataset"]
+    paper = PAPER_TABLE1[PAPER_TABLE1.dataset == ("stl10" if ds == "stl10" else "cifar10")].set_index("model")
+    rows = []
+    for space in spaces:
+        ours = results_frame(res, space)
+        if ours.empty:
+            continue
+        for name in ("sup", "amdim"):
+            if name not in ours.index:
+                continue
+            shown = label(name)
+            row = {"eps units": space, "model": shown}
+            for col in ("ACC", "DSR small", "DSR large", "L2"):
+                row[f"{col} paper"] = paper.loc[shown, col]
+                row[f"{col} ours"] = ours.loc[name, col]
+                row[f"{col} diff"] = ours.loc[name, col] - paper.loc[shown, col]
+            rows.append(row)
+    return pd.DataFrame(rows).set_index(["eps units", "model"]) if rows else pd.DataFrame()
+
+
+def run_times(res: dict) -> pd.DataFrame:
+    """Wall time of each stage and each model's training or fine-tuning."""
+    rows = [{"what": f"stage: {k}", "seconds": v} for k, v in res.get("stage_seconds", {}).items()]
+    rows += [{"what": f"train {label(m)} ({t['epochs']} epochs, {t['encoder']})", "seconds": t["seconds"]}
+             for m, t in res.get("training", {}).items()]
+    rows += [{"what": f"fine-tune {label(r['name'])} ({r.get('n_updates', '?')} updates)",
+              "seconds": r["train_seconds"]}
+             for r in [*res.get("sat", {}).values(), *res.get("baselines", {}).values()]]
+    return pd.DataFrame(rows).set_index("what").round(1)
+
+
+def environment(res: dict) -> pd.Series:
+    """Where and with what code a run was made."""
+    p = res.get("provenance", {})
+    keys = ("satnb_version", "git_commit", "code_fingerprint", "torch_version", "python", "platform", "device",
+            "threads", "profile", "seed", "wall_time_s", "finished_at")
+    source = short_source(res["dataset"]["source"])
+    return pd.Series({k: p.get(k) for k in keys} | {"dataset source": source}, name="value")

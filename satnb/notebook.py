@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from satnb.config import Profile, get_device, get_profile, parse_threads
 from satnb.data import Dataset, load_dataset, profile_subset
 from satnb.store import Store, provenance
+
+PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 @dataclass
@@ -74,3 +77,49 @@ def setup(profile: str | None = None, dataset: str | None = None, show: bool = T
         except ImportError:
             print(text)
     return session
+
+
+class Source:
+    """The source of one satnb function or method, shown as highlighted code in a notebook and the book."""
+
+    def __init__(self, obj) -> None:
+        import inspect
+        import textwrap
+
+        self.name = getattr(obj, "__qualname__", getattr(obj, "__name__", repr(obj)))
+        path = Path(inspect.getsourcefile(obj)).resolve()
+        lines, start = inspect.getsourcelines(obj)
+        self.file = f"satnb/{path.relative_to(PACKAGE_DIR).as_posix()}" if path.is_relative_to(PACKAGE_DIR) \
+            else path.name
+        self.lines = (start, start + len(lines) - 1)
+        self.code = textwrap.dedent("".join(lines)).rstrip() + "\n"
+
+    @property
+    def caption(self) -> str:
+        """Where the code lives: file, lines and name."""
+        return f"{self.file}, lines {self.lines[0]}-{self.lines[1]}: {self.name}"
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        from pygments import highlight
+        from pygments.formatters import HtmlFormatter
+        from pygments.lexers import PythonLexer
+
+        code = highlight(self.code, PythonLexer(), HtmlFormatter(cssclass="highlight"))
+        return (f'<div class="satnb-source"><p style="font-size:85%;margin-bottom:0.2em"><code>'
+                f"{escape(self.caption)}</code></p>{code}</div>")
+
+    def _repr_markdown_(self) -> str:
+        return f"`{self.caption}`\n\n```python\n{self.code}```\n"
+
+    def __repr__(self) -> str:
+        return f"# {self.caption}\n{self.code}"
+
+
+def show_source(*objs) -> None:
+    """Display the code of satnb functions or methods, taken from the source that runs (so text never drifts)."""
+    from IPython.display import display
+
+    for obj in objs:
+        display(Source(obj))

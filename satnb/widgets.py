@@ -1,4 +1,8 @@
-"""Interactive explorers (ipywidgets) with a static render for the printed book."""
+"""Interactive explorers (ipywidgets) with a static render for the printed book.
+
+Display an explorer as the last expression of a cell (``AttackExplorer(pipe)``): JupyterLab and
+Colab show the live widget, the rendered book its picture.
+"""
 
 from __future__ import annotations
 
@@ -78,9 +82,25 @@ class AttackExplorer:
         out = w.interactive_output(show, {"model": model, "index": index, "eps": eps})
         return w.VBox([w.HBox([model, index, eps]), out])
 
-    def _ipython_display_(self) -> None:
-        from IPython.display import display
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict:
+        """The live widget where a kernel and a widget manager run (JupyterLab, Colab), its static picture elsewhere.
 
-        display(self.widget())
+        One output carries both: front ends that render widgets prefer the widget view; the book's
+        HTML build is told (``nb_mime_priority_overrides`` in ``_config.yml``) to use the picture.
+        """
+        import base64
+        import io
+
+        fig = self.render()
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight", dpi=90)
+        plt.close(fig)
+        bundle = {"text/plain": f"AttackExplorer(models={self.models}) (static picture: default state)",
+                  "image/png": base64.b64encode(buf.getvalue()).decode()}
+        try:
+            bundle = {**self.widget()._repr_mimebundle_(), **bundle}
+        except ImportError:  # no ipywidgets: the picture alone
+            pass
+        return bundle
 
 

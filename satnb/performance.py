@@ -38,7 +38,7 @@ class Benchmarks:
         """Read a results file written by `benchmarks/run_all.py` (default: the committed one)."""
         path = Path(path) if path is not None else find_results()
         data = json.loads(path.read_text())
-        return cls(data.get("command", "?"), {r["benchmark"]: r for r in data["benchmarks"]},
+        return cls(_without_folders(data.get("command", "?")), {r["benchmark"]: r for r in data["benchmarks"]},
                    pd.DataFrame(data["table"]))
 
     def provenance(self) -> pd.DataFrame:
@@ -80,6 +80,11 @@ class Benchmarks:
             proj_df = pd.DataFrame({p: row for p, row in proj.items() if isinstance(row, dict)}).T
             proj_df = proj_df.rename_axis("schedule").round(1)
         return phase_df, proj_df
+
+
+def _without_folders(command: str) -> str:
+    """A command line with each absolute path cut to its file name (no folder of the measuring machine on a page)."""
+    return " ".join(Path(w).name if w.startswith("/") else w for w in command.split())
 
 
 def fmt(value, unit: str) -> str:

@@ -24,6 +24,13 @@ def test_committed_results_load_and_count_targets():
     assert bench.of("no-such-benchmark").empty
 
 
+def test_commands_show_no_folders_of_the_measuring_machine(tmp_path):
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"command": "python benchmarks/run_all.py --out /tmp/bb/results3.json",
+                                "benchmarks": [], "table": []}))
+    assert Benchmarks.load(path).command == "python benchmarks/run_all.py --out results3.json"
+
+
 def test_missing_results_say_how_to_make_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="run_all.py"):

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--eps-space", default="both", choices=("pixel", "normalized", "both"),
                      help="eps units for the attacks (paper text: pixel; authors' code: normalized)")
     run.add_argument("--out", default=None, help="results file (default: results/<profile>-<dataset>.json)")
+    run.add_argument("--force", action="store_true",
+                     help="let the default --out replace a committed results file or one made from other data")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--threads", default=None,
                      help="torch CPU threads (default: $SATNB_THREADS or torch's choice); use 1 when runs share cores")
@@ -71,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"satnb: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("satnb: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        # after a progress bar the cursor sits at the end of its line: start the message on a line of its own
+        lead = "" if getattr(args, "quiet", True) else "\n"
+        print(f"{lead}satnb: interrupted; run the same command again to resume from the last checkpoint",
+              file=sys.stderr)
         return 130
 
 
@@ -97,24 +102,62 @@ def _run(args: argparse.Namespace) -> int:
     if threads is not None:
         torch.set_num_threads(_threads(threads))
     device = get_device()
-    _check_writable(Path(args.out) if args.out else Path("results") / f"{profile.name}.json")
+    if args.out:
+        _check_writable(Path(args.out))
     dataset = args.dataset or profile.dataset
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         full = load_dataset(dataset, fallback=profile.fallback_to_digits)
     for w in caught:
         print(f"satnb: warning: {w.message}", file=sys.stderr, flush=True)
+    out = Path(args.out or f"results/{profile.name}-{full.name}.json")
+    if not args.out:
+        if not args.force:
+            from satnb.data import profile_subset
+
+            _refuse_overwrite(out, profile_subset(full, profile).describe())
+        _check_writable(out)
     print(f"[satnb] profile={profile.name} dataset={full.name} ({full.source}) device={device} "
           f"threads={torch.get_num_threads()}", flush=True)
     spaces = ["pixel", "normalized"] if args.eps_space == "both" else [args.eps_space]
     t0 = time.perf_counter()
     results = run_experiment(profile, full, device=device, stages=stages, methods=methods, eps_spaces=spaces,
                              progress=not args.quiet)
-    out = Path(args.out or f"results/{profile.name}-{full.name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(f"[satnb] wrote {out} in {time.perf_counter() - t0:.0f} s", flush=True)
     return 0
+
+
+def _committed(path: Path) -> bool:
+    """True when path is a file git tracks (a committed reference run); False outside a checkout or without git."""
+    import subprocess
+
+    try:
+        done = subprocess.run(["git", "ls-files", "--error-unmatch", "--", path.name], cwd=path.parent,
+                              capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.returncode == 0
+
+
+def _refuse_overwrite(out: Path, data: dict) -> None:
+    """The default --out never replaces a committed results file, nor one made from other data."""
+    from satnb.config import ConfigError
+
+    if not out.is_file():
+        return
+    fix = "pass --out <another file> to keep it, or --force to replace it"
+    if _committed(out):
+        raise ConfigError(f"{out} is a committed reference run and the default --out does not overwrite it; {fix}")
+    try:
+        old = json.loads(out.read_text()).get("dataset") or {}
+    except (ValueError, AttributeError, OSError):
+        raise ConfigError(f"{out} exists and is not a satnb results file; {fix}") from None
+    if old.get("fingerprint") != data["fingerprint"] or old.get("dataset") != data["dataset"]:
+        raise ConfigError(f"{out} holds results made from other data ({old.get('dataset')}, {old.get('source')}, "
+                          f"fingerprint {old.get('fingerprint')}; this run: {data['dataset']}, {data['source']}, "
+                          f"fingerprint {data['fingerprint']}); {fix}")
 
 
 def _check_writable(out: Path) -> None:
@@ -156,7 +199,9 @@ def _report(files: list[str]) -> int:
         print(f"== {path} (profile {res['profile']}, dataset {res['dataset']['dataset']}, "
               f"{res['dataset']['source']})")
         print(f"   {freshness(res)}")
-        print(paper_table(res).to_string())
+        table = paper_table(res)
+        print(table.to_string() if not table.empty else
+              "(nothing to set against paper Table 1: SUP and AMDIM not evaluated, or not the paper's data)")
         print()
         print(claims_table(res).to_string())
         print()

@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from satnb.config import AttackSettings, ConfigError
+from satnb.data import check_images
 from satnb.knn import GUIDE_MODES, KNN, guide_groups, guide_means
 
 EPS_SPACES = ("pixel", "normalized")
@@ -141,15 +142,8 @@ class Attack:
         raise NotImplementedError
 
     def _check_inputs(self, images: Tensor, labels: Tensor | None) -> tuple[Tensor, Tensor | None]:
-        if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
-            got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
-            raise ConfigError(f"images must be a float NCHW tensor, got {got}; add a batch dimension or convert")
+        check_images(images, arrays=False)  # float NCHW in [0, 1], else a message naming what it got
         images = images.detach()
-        if images.numel() and (images.min() < 0 or images.max() > 1):
-            raise ConfigError(
-                f"images must lie in [0, 1], got [{float(images.min()):.3g}, {float(images.max()):.3g}]; pass "
-                "unnormalised images (the model normalises internally)"
-            )
         if labels is None:
             if self.needs_labels:
                 raise ConfigError(f"{type(self).__name__} needs the true labels: call atk(images, labels)")
@@ -336,6 +330,9 @@ class KNNOptimizationAttack(Attack):
     def run(self, images: Tensor, labels: Tensor) -> OptimizationResult:
         """Attack images and return the adversarial images with their L2, success mask and constant."""
         images, labels = self._check_inputs(images, labels)
+        if len(images) == 0:  # nothing to attack: an empty result of the right shapes
+            return OptimizationResult(adv=images.clone(), l2=torch.empty(0), success=torch.empty(0, dtype=torch.bool),
+                                      const=torch.empty(0, dtype=torch.float64))
         parts = []
         work = self._work_dtype(images)
         starts = range(0, len(images), self.batch_size)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from satnb.results import check_entries
 from satnb.tables import label
 
 SAT_MIN_DSR_GAIN = 0.05
@@ -28,6 +29,7 @@ def _verdict(n_ok: int, n: int) -> str:
 
 def claims_table(res: dict, space: str = "pixel") -> pd.DataFrame:
     """The paper's four claims (SPEC.md s.8), each with a verdict computed from this results record."""
+    check_entries(res)
     ev = res["evaluation"].get(space, {})
     rows = []
 

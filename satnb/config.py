@@ -187,7 +187,16 @@ def cache_dir() -> Path:
     """Return the artifact/data cache directory (`SATNB_CACHE`, else ~/.cache/satnb)."""
     root = os.environ.get("SATNB_CACHE")
     path = Path(root).expanduser() if root else Path.home() / ".cache" / "satnb"
-    path.mkdir(parents=True, exist_ok=True)
+    name = f"SATNB_CACHE={path}" if root else f"the cache folder {path}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{name} is a file, not a folder; set SATNB_CACHE to a folder (created if missing)") from None
+    except OSError as err:
+        raise ConfigError(f"{name} cannot be created ({err.strerror or err}); set SATNB_CACHE to a folder "
+                          "you can write") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name} is not writable (permission denied); set SATNB_CACHE to a folder you can write")
     return path
 
 

@@ -7,6 +7,7 @@ import hashlib
 import os
 import tarfile
 import warnings
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -126,6 +127,48 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
 
 
+_FORMS = "pass uint8 NHWC arrays (as satnb.data loads them) or float NCHW tensors in [0, 1]"
+
+
+def check_images(images: object, arrays: bool = True) -> None:
+    """Raise ConfigError unless images are uint8 NHWC numpy arrays (when `arrays`) or float NCHW tensors in [0, 1].
+
+    The message names the shape, dtype or range it got and what to pass instead.
+    """
+    forms = _FORMS if arrays else "pass float NCHW tensors in [0, 1] (satnb.data.to_tensor converts uint8 NHWC arrays)"
+    if isinstance(images, np.ndarray):
+        shape = tuple(images.shape)
+        if not arrays:
+            raise ConfigError(f"images are a numpy {images.dtype} array of shape {shape}; {forms}")
+        if images.dtype != np.uint8:
+            hint = (" (float NCHW in [0, 1]: torch.from_numpy(x); float NHWC in [0, 1]: "
+                    "torch.from_numpy(x).permute(0, 3, 1, 2))") if np.issubdtype(images.dtype, np.floating) else ""
+            raise ConfigError(f"images are a numpy {images.dtype} array of shape {shape}; {forms}{hint}")
+        if images.ndim != 4 or shape[-1] not in (1, 3):
+            raise ConfigError(f"images are a uint8 array of shape {shape}, not NHWC (N, H, W, 1 or 3); {forms}"
+                              + ("; add a batch dimension with x[None] for one image" if images.ndim == 3 else ""))
+        return
+    if not isinstance(images, torch.Tensor):
+        raise ConfigError(f"images are a {type(images).__name__}; {forms}")
+    shape = tuple(images.shape)
+    if not images.is_floating_point():
+        nhwc = images.ndim == 4 and shape[-1] in (1, 3) and shape[1] not in (1, 3)
+        fix = "x.permute(0, 3, 1, 2).float() / 255" if nhwc else "x.float() / 255"
+        raise ConfigError(f"images are a {images.dtype} tensor of shape {shape}; {forms} (convert with {fix})")
+    if images.ndim != 4:
+        raise ConfigError(f"images are a float tensor of shape {shape}, not NCHW (N, C, H, W); {forms}"
+                          + ("; add a batch dimension with x[None] for one image" if images.ndim == 3 else ""))
+    if shape[1] not in (1, 3) and shape[-1] in (1, 3):
+        raise ConfigError(f"images are a float tensor of shape {shape}, which looks NHWC; {forms} "
+                          "(convert with x.permute(0, 3, 1, 2))")
+    if images.numel():
+        lo, hi = float(images.detach().min()), float(images.detach().max())
+        if lo < 0 or hi > 1:
+            why = " (they look like 0..255: divide by 255)" if lo >= 0 and hi <= 255 else (
+                " (pass unnormalised images: the model normalises internally)")
+            raise ConfigError(f"images must lie in [0, 1], got [{lo:.3g}, {hi:.3g}]{why}; {forms}")
+
+
 # ---------------------------------------------------------------- .npz files
 
 def load_npz(path: str | Path, name: str | None = None) -> Dataset:
@@ -145,7 +188,7 @@ def load_npz(path: str | Path, name: str | None = None) -> Dataset:
     for key, x in (("x_train", x_tr), ("x_test", x_te)):
         if x.dtype != np.uint8:
             raise DataError(f"{path}: {key} has dtype {x.dtype}; images must be uint8 in 0..255 "
-                            "(convert with (x * 255).round().astype(np.uint8))")
+                            f"({_uint8_advice(x)})")
         if x.ndim != 4 or x.shape[-1] not in (1, 3):
             raise DataError(f"{path}: {key} has shape {x.shape}; images must be NHWC with 1 or 3 channels")
     if x_tr.shape[1:] != x_te.shape[1:]:
@@ -156,7 +199,31 @@ def load_npz(path: str | Path, name: str | None = None) -> Dataset:
     y_te = _check_labels(path, "y_test", y_te, len(x_te), classes)
     if classes is None:
         classes = tuple(str(c) for c in range(int(max(y_tr.max(), y_te.max())) + 1))
+    _check_classes(path, classes, y_tr)
     return Dataset(name or path.stem, _rgb(x_tr), y_tr, _rgb(x_te), y_te, classes, source=f"npz:{path}")
+
+
+def _uint8_advice(x: np.ndarray) -> str:
+    """How to convert non-uint8 images: the formula depends on whether they hold 0..1 or 0..255."""
+    if x.size and np.issubdtype(x.dtype, np.number):
+        lo, hi = float(np.nanmin(x)), float(np.nanmax(x))
+        if 0 <= lo and hi <= 1:
+            return f"they hold {lo:.3g}..{hi:.3g}: convert with (x * 255).round().astype(np.uint8)"
+        if 0 <= lo and hi <= 255:
+            return f"they hold {lo:.3g}..{hi:.3g}: convert with x.round().astype(np.uint8)"
+        return f"they hold {lo:.3g}..{hi:.3g}: rescale them to 0..255, then .round().astype(np.uint8)"
+    return "convert them to uint8 in 0..255"
+
+
+def _check_classes(where: object, classes: tuple, y_train: np.ndarray) -> None:
+    """Every class needs training images (the kNN draws m guide samples per class), and there must be two."""
+    if len(classes) < 2:
+        raise DataError(f"{where}: holds {len(classes)} class; a classifier needs at least 2 classes")
+    counts = np.bincount(y_train, minlength=len(classes))
+    empty = [str(classes[i]) for i in np.flatnonzero(counts == 0)]
+    if empty:
+        raise DataError(f"{where}: class(es) {', '.join(empty[:5])}{'...' if len(empty) > 5 else ''} have no "
+                        "training image; give every class training images or drop it from the classes")
 
 
 def _check_labels(path: Path, key: str, y: np.ndarray, n: int, classes: tuple | None) -> np.ndarray:
@@ -285,17 +352,27 @@ def extract_archive(archive: str | Path) -> Path:
 
 
 def _extract_once(archive: Path, dest: Path) -> None:
+    import shutil
+
+    # under the lock no other extraction of this archive runs: a leftover .tmp folder is from a failed or
+    # killed one (kill -9 skips every cleanup), so remove it before trying again
+    for stale in dest.parent.glob(f"{dest.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
     if not (dest / ".complete").exists():
         tmp = dest.with_name(dest.name + f".{os.getpid()}.tmp")
         tmp.mkdir(parents=True, exist_ok=True)
         try:
             with tarfile.open(archive) as tar:
                 tar.extractall(tmp, filter="data")
-        except (tarfile.TarError, OSError) as err:
-            raise DataError(f"{archive} is not a readable tar archive ({err}); re-download or re-create it") from err
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as err:
+            shutil.rmtree(tmp, ignore_errors=True)
+            why = "it is truncated" if isinstance(err, EOFError) else f"{type(err).__name__}: {err}"
+            raise DataError(f"{archive} is not a readable tar archive ({why}); re-download or re-create it") from err
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         (tmp / ".complete").touch()
         if dest.exists():
-            import shutil
             shutil.rmtree(dest)
         os.replace(tmp, dest)
 
@@ -364,12 +441,21 @@ def _cifar10_from(folder: Path) -> Dataset | None:
                        source=f"torchvision-cifar10:{folder}")
     for candidate in (folder / "cifar10", folder / "cifar10-jpeg", folder):
         if (candidate / "train").is_dir() and (candidate / "test").is_dir():
-            return replace(load_image_folder(candidate, "cifar10"), classes=CIFAR10_CLASSES)
+            return _as_cifar10(load_image_folder(candidate, "cifar10"), candidate)
     archives = sorted(folder.glob("cifar10*.tar.gz"))
     if archives:
         ds = load_image_folder(extract_archive(archives[0]), "cifar10")
-        return replace(ds, classes=CIFAR10_CLASSES, source=f"image-folder-archive:{archives[0]}")
+        return _as_cifar10(replace(ds, source=f"image-folder-archive:{archives[0]}"), archives[0])
     return None
+
+
+def _as_cifar10(ds: Dataset, where: Path) -> Dataset:
+    """A tree or archive found as CIFAR-10 gets CIFAR-10's class names, provided it has its 10 classes."""
+    if ds.n_classes != len(CIFAR10_CLASSES):
+        raise DataError(f"{where} was found as CIFAR-10 but holds {ds.n_classes} classes "
+                        f"({', '.join(ds.classes[:5])}{'...' if ds.n_classes > 5 else ''}), not 10; rename it "
+                        "(a name not starting with cifar10) to load it as your own dataset under its own name")
+    return replace(ds, classes=CIFAR10_CLASSES)
 
 
 def _stl10_from(folder: Path, with_unlabeled: bool = False) -> Dataset | None:
@@ -405,6 +491,10 @@ def _stl_images(path: Path, size: int = 64) -> np.ndarray:
 
 
 _FROM_FOLDER = {"cifar10": _cifar10_from, "mnist": _mnist_from, "stl10": _stl10_from}
+_LAYOUTS = {"cifar10": "cifar-10-batches-py/, cifar10/ or cifar10-jpeg/ with train/ and test/, train/ and test/, "
+                       "or cifar10*.tar.gz",
+            "mnist": "MNIST/raw/ or the four idx files (train-images-idx3-ubyte[.gz], ...)",
+            "stl10": "stl10_binary/ with train_X.bin, train_y.bin, test_X.bin, test_y.bin"}
 
 
 def _download(name: str, folder: Path) -> Dataset | None:
@@ -440,6 +530,8 @@ def load_dataset(name: str = "cifar10", fallback: bool = True, download: bool = 
     if key not in _FROM_FOLDER:
         if env is None and Path(name).suffix == ".npz":
             return load_npz(name)
+        if env is None and Path(name).is_dir():
+            return load_image_folder(name)
         raise ConfigError(f"unknown dataset {name!r}; valid datasets are {', '.join(DATASETS)}, "
                           "or the path of an .npz file / image folder")
     tried = []
@@ -447,16 +539,24 @@ def load_dataset(name: str = "cifar10", fallback: bool = True, download: bool = 
         if not env.exists():
             raise DataError(f"SATNB_DATA={env} does not exist; set it to a data directory or an .npz file")
         if env.is_file():
+            # a file named after the dataset (cifar10-jpeg.tar.gz) is that dataset; any other is the user's
+            # own, which keeps its own name, classes and statistics (never CIFAR-10's, nor its results file)
+            own = not env.name.lower().startswith(key)
+            name = env.name.split(".")[0] if own else key
             if env.suffix == ".npz":
-                return load_npz(env, key)
-            if env.name.endswith((".tar.gz", ".tgz", ".tar")):
-                return replace(load_image_folder(extract_archive(env), key),
-                               source=f"image-folder-archive:{env}")
-            raise DataError(f"SATNB_DATA={env} is a file but neither .npz nor a .tar.gz image-folder archive")
+                ds = load_npz(env, name)
+            elif env.name.endswith((".tar.gz", ".tgz", ".tar")):
+                ds = replace(load_image_folder(extract_archive(env), name), source=f"image-folder-archive:{env}")
+            else:
+                raise DataError(f"SATNB_DATA={env} is a file but neither .npz nor a .tar.gz image-folder archive")
+            return _as_cifar10(ds, env) if key == "cifar10" and not own else ds
         ds = _FROM_FOLDER[key](env)
         if ds is not None:
             return ds
-        tried.append(f"SATNB_DATA={env}")
+        half = " (it has train/ but no test/)" if (env / "train").is_dir() and not (env / "test").is_dir() else ""
+        raise DataError(f"SATNB_DATA={env} holds no {key}{half}; looked for {_LAYOUTS[key]}. Set SATNB_DATA to a "
+                        f"folder holding {key}, to an .npz file or image-folder archive, or unset it to use the "
+                        "cache, a download or the digits fallback")
     local = cache_dir() / "data" / key
     if local.is_dir():
         ds = _FROM_FOLDER[key](local)

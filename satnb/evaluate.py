@@ -20,6 +20,10 @@ from satnb.knn import KNN
 def first_correct(pred: Tensor, labels: Tensor, n: int) -> Tensor:
     """Indices of the first n test images (in dataset order) that the kNN classifies correctly."""
     if n < 1:
+        if len(labels) and not bool((pred == labels).any()):
+            raise ConfigError(f"N={n} attacked images: none of the {len(labels)} test images is classified "
+                              "correctly (ACC 0), and only correctly classified images are attacked; train longer "
+                              "(more epochs) or use a larger test set")
         raise ConfigError(f"N={n} attacked images; use N >= 1 (the paper attacks 1000)")
     if n > len(labels):
         raise ConfigError(f"N={n} is larger than the test set ({len(labels)} images); lower n_attack")

@@ -7,12 +7,17 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from satnb.data import to_tensor
+from satnb.data import check_images, to_tensor
 from satnb.knn import KNN
 
 
-def as_images(x: np.ndarray | Tensor) -> Tensor:
-    """Float NCHW [0,1] tensor from a uint8 NHWC array (tensors pass through)."""
+def as_images(x: np.ndarray | Tensor, check: bool = True) -> Tensor:
+    """Float NCHW [0,1] tensor from a uint8 NHWC array (float NCHW tensors in [0,1] pass through).
+
+    Anything else (uint8 or NHWC tensors, float arrays, values outside [0,1]) raises ConfigError.
+    """
+    if check:
+        check_images(x)
     return x if isinstance(x, Tensor) else to_tensor(x)
 
 
@@ -20,6 +25,7 @@ def as_images(x: np.ndarray | Tensor) -> Tensor:
 def extract_features(model: nn.Module, images: Tensor | np.ndarray, batch_size: int = 512,
                      progress: bool = False, desc: str = "features") -> Tensor:
     """Features (N, D) of images (uint8 NHWC array or float NCHW tensor in [0,1]), on the CPU as float32."""
+    check_images(images)
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -27,7 +33,7 @@ def extract_features(model: nn.Module, images: Tensor | np.ndarray, batch_size: 
     n = len(images)
     for i in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
         x = images[i:i + batch_size]
-        x = as_images(x).to(device).contiguous(memory_format=torch.channels_last)
+        x = as_images(x, check=False).to(device).contiguous(memory_format=torch.channels_last)
         out.append(model.features(x).float().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 0)

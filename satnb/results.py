@@ -103,7 +103,31 @@ def load_results(path) -> dict:
     for key, kind in (("profile", str), ("dataset", dict), ("evaluation", dict)):
         if not isinstance(res.get(key), kind):
             raise ValueError(f"{path} lacks {key!r} (or it is not a {kind.__name__}): not a satnb results file; {fix}")
+    check_entries(res, str(path))
     return res
+
+
+ENTRY_NUMBERS = ("acc", "dsr_small", "dsr_large", "n_attacked")
+
+
+def check_entries(res: dict, where: str = "the results record") -> None:
+    """Raise ValueError unless every evaluation entry holds the numbers the report tables read."""
+    fix = "rerun `python -m satnb run` for it or delete the entry"
+    evaluation = res.get("evaluation")
+    if not isinstance(evaluation, dict):
+        raise ValueError(f"{where} lacks 'evaluation' (or it is not a dict); pass a results JSON written by "
+                         "`python -m satnb run`")
+    for space, models in evaluation.items():
+        if not isinstance(models, dict):
+            raise ValueError(f"{where}: evaluation.{space} is a {type(models).__name__}, not a dict of models; {fix}")
+        for name, r in models.items():
+            if not isinstance(r, dict):
+                raise ValueError(f"{where}: evaluation.{space}.{name} is a {type(r).__name__}, not a dict; {fix}")
+            for key in ENTRY_NUMBERS:
+                value = r.get(key)
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    got = "missing" if key not in r else f"{value!r}, not a number"
+                    raise ValueError(f"{where}: evaluation.{space}.{name}.{key} is {got}; {fix}")
 
 
 def results_dir() -> Path:

@@ -109,10 +109,17 @@ def atomic_write_bytes(path: Path, write: Any) -> None:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: give the mode any other new file gets
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @dataclass(frozen=True)
@@ -186,8 +193,8 @@ class Store:
              code: str, **provenance_kw: Any) -> Any:
         """The JSON value of compute() for these settings: loaded when cached, else computed and saved."""
         art = self.artifact(stage, settings, data_fingerprint, code=code)
-        cached = self.load_result(art)
-        if cached is not None and "value" in cached:
+        cached = self.load_result(art, required=("value",))
+        if cached is not None:
             return cached["value"]
         t0 = time.perf_counter()
         value = compute()
@@ -207,14 +214,44 @@ class Store:
             self.save_checkpoint(art, state, final=True)
         return state
 
-    def load_result(self, art: Artifact) -> dict | None:
-        """Load a JSON result; None when absent."""
+    def load_result(self, art: Artifact, required: tuple[str, ...] | None = None) -> dict | None:
+        """Load a JSON result; None when absent.
+
+        Like a checkpoint, a result is validated on load: one that is not a non-empty JSON object, or lacks
+        a key it must hold (`required`, by default the stage's in `RESULT_KEYS`, which must be numbers),
+        raises ArtifactError naming the folder to delete; it is never served as if it were valid.
+        """
         if not art.result.is_file():
             return None
         try:
-            return json.loads(art.result.read_text())
+            res = json.loads(art.result.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise ArtifactError(f"{art.result} is corrupt ({err}); delete {art.path} to recompute it") from err
+        why = None
+        if not isinstance(res, dict):
+            why = f"it holds a JSON {type(res).__name__}, not an object"
+        elif not res:
+            why = "it holds an empty object"
+        else:
+            numbers = required is None
+            need = RESULT_KEYS.get(art.stage, ()) if required is None else required
+            missing = [k for k in need if k not in res]
+            wrong = [k for k in need if k in res and numbers and not _is_number(res[k])]
+            if missing:
+                why = f"it lacks {', '.join(missing)}"
+            elif wrong:
+                why = ", ".join(f"{k} is {res[k]!r}, not a number" for k in wrong)
+        if why:
+            raise ArtifactError(f"{art.result} is corrupt ({why}); delete {art.path} to recompute it")
+        return res
+
+
+# what a cached result of a stage must hold (numbers); a stage not named here only needs a non-empty object
+RESULT_KEYS = {"evaluate": ("acc", "dsr_small", "dsr_large", "noise_dsr_small", "noise_dsr_large", "n_attacked")}
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _fix(path: Path) -> str:

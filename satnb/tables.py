@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 
 from satnb.config import PROFILES
-from satnb.data import Dataset, short_source
+from satnb.data import DATASETS, Dataset, short_source
 from satnb.paper import PAPER_TABLE1
+from satnb.results import check_entries
 
 LABELS = {"amdim": "SSL (AMDIM)", "npid": "SSL (NPID)", "simclr": "SSL (SimCLR)", "sup": "SUP",
           "sat-amdim": "SAT (AMDIM)", "sat-npid": "SAT (NPID)", "sat-simclr": "SAT (SimCLR)",
@@ -63,6 +64,7 @@ def evaluation_table(records: Mapping[str, dict]) -> pd.DataFrame:
 
 def results_frame(res: dict, space: str = "pixel") -> pd.DataFrame:
     """One row per evaluated model: ACC, DSR small/large, L2, fine-tuning/training seconds."""
+    check_entries(res)
     rows = []
     for name, r in res["evaluation"].get(space, {}).items():
         rows.append({"name": name, "model": label(name), "ACC": r["acc"], "DSR small": r["dsr_small"],
@@ -74,6 +76,8 @@ def results_frame(res: dict, space: str = "pixel") -> pd.DataFrame:
 def paper_table(res: dict, spaces: tuple[str, ...] = ("pixel", "normalized")) -> pd.DataFrame:
     """Paper Table 1 beside ours (SUP and SSL-AMDIM, every eps convention that was run), with differences."""
     ds = res["dataset"]["dataset"]
+    if ds not in DATASETS:  # a user's own data: the paper has nothing to set it against
+        return pd.DataFrame()
     paper = PAPER_TABLE1[PAPER_TABLE1.dataset == ("stl10" if ds == "stl10" else "cifar10")].set_index("model")
     rows = []
     for space in spaces:

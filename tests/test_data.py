@@ -118,7 +118,9 @@ def test_image_folder_errors(tmp_path):
 
 
 def test_digits_fallback_is_marked(monkeypatch, tmp_path):
-    monkeypatch.setenv("SATNB_DATA", str(tmp_path))  # an empty folder: nothing to find
+    # no SATNB_DATA, an empty cache and no download: nothing to find (an explicit SATNB_DATA without the
+    # dataset is an error: tests/test_bad_input.py)
+    monkeypatch.delenv("SATNB_DATA", raising=False)
     with pytest.warns(UserWarning, match="falling back to sklearn digits"):
         ds = load_dataset("cifar10", download=False)
     assert ds.fallback and ds.name == "digits" and ds.describe()["fallback"]

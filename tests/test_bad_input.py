@@ -329,3 +329,31 @@ def test_interrupt_message_starts_on_its_own_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "_run", lambda args: (_ for _ in ()).throw(KeyboardInterrupt))
     assert main(["run", "--profile", "smoke", "--quiet"]) == 130
     assert capsys.readouterr().err.startswith("satnb: interrupted;")
+
+
+RUN = ["run", "--profile", "smoke", "--dataset", "digits", "--methods", "sup", "--eps-space", "pixel", "--quiet"]
+
+
+def test_cli_refuses_a_cached_evaluation_that_is_empty(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("SATNB_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "o.json"
+    assert main([*RUN, "--stages", "train,evaluate", "--out", str(out)]) == 0
+    cached = list((tmp_path / "cache" / "artifacts" / "evaluate").glob("*/result.json"))
+    assert cached
+    for path in cached:
+        path.write_text("{}")
+    capsys.readouterr()
+    fails(capsys, [*RUN, "--stages", "train,evaluate", "--out", str(out)], "result.json is corrupt (it holds an "
+          "empty object); delete", "to recompute it")
+
+
+def test_force_or_an_explicit_out_replaces_results_of_other_data(monkeypatch, tmp_path, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").mkdir()
+    other = tmp_path / "results" / "smoke-digits.json"
+    other.write_text(json.dumps({"dataset": {"dataset": "digits", "fingerprint": "0123456789abcdef"}}))
+    assert main([*RUN, "--stages", "train", "--force"]) == 0
+    made = json.loads(other.read_text())
+    assert made["dataset"]["fingerprint"] != "0123456789abcdef"
+    assert main([*RUN, "--stages", "train"]) == 0  # the same data again: a rerun may replace its own file
+    assert main([*RUN, "--stages", "train", "--out", str(tmp_path / "elsewhere.json")]) == 0

@@ -65,6 +65,15 @@ def _count(value: object, name: str, fix: str, minimum: int = 1) -> int:
     return value
 
 
+def _check_empty_class(knn: KNN, m: object) -> None:
+    """m=0 comes from a library class without samples (m is capped by the smallest class): say so."""
+    if m == 0 and isinstance(knn, KNN) and knn.fitted and bool((knn.class_counts == 0).any()):
+        empty = (knn.class_counts == 0).nonzero().flatten().tolist()
+        raise ConfigError(f"m=0 guide samples: library class(es) {', '.join(map(str, empty[:5]))} hold no sample, "
+                          "so no guide group can be drawn from them; give every class library images (more "
+                          "training images, or drop the empty class)")
+
+
 def _check_guide_size(knn: KNN, m: int) -> None:
     """Raise if a fitted library has a class too small to supply m guide samples."""
     if not knn.fitted:
@@ -226,6 +235,7 @@ class KNNGradientAttack(Attack):
         if guide not in GUIDE_MODES:
             raise ConfigError(f"unknown guide mode {guide!r}; use one of {', '.join(GUIDE_MODES)}")
         self.knn = knn
+        _check_empty_class(knn, m)
         self.m = _count(m, "m", "the paper uses m=300 guide samples")
         self.guide = guide
         _check_guide_size(knn, self.m)
@@ -316,6 +326,7 @@ class KNNOptimizationAttack(Attack):
         if guide not in GUIDE_MODES:
             raise ConfigError(f"unknown guide mode {guide!r}; use one of {', '.join(GUIDE_MODES)}")
         self.knn = knn
+        _check_empty_class(knn, m)
         self.m = _count(m, "m", "the paper uses m=300 guide samples")
         self.guide = guide
         self.binary_search_steps = _count(binary_search_steps, "binary_search_steps", "the authors used 10")

@@ -357,3 +357,12 @@ def test_force_or_an_explicit_out_replaces_results_of_other_data(monkeypatch, tm
     assert made["dataset"]["fingerprint"] != "0123456789abcdef"
     assert main([*RUN, "--stages", "train"]) == 0  # the same data again: a rerun may replace its own file
     assert main([*RUN, "--stages", "train", "--out", str(tmp_path / "elsewhere.json")]) == 0
+
+
+def test_a_library_class_without_samples_is_named_not_m_equals_0():
+    model = _Flat()
+    x = torch.rand(6, 3, 4, 4)
+    knn = KNN(k=1, n_classes=3).fit(model.features(x).detach(), torch.arange(6) % 2)  # class 2: no sample
+    for make in (lambda m: KNNGradientAttack(model, knn, m=m), lambda m: KNNOptimizationAttack(model, knn, m=m)):
+        with pytest.raises(ConfigError, match=r"m=0 guide samples: library class\(es\) 2 hold no sample"):
+            make(min(30, int(knn.class_counts.min())))  # how evaluate caps m

@@ -261,6 +261,8 @@ def load_image_folder(root: str | Path, name: str | None = None, seed: int = 0) 
                           digest_size=8).hexdigest()
     cached = cache_dir() / "decoded" / f"{root.name}-{sig}.npz"
     with _cache_lock(cached.name):
+        for stale in cached.parent.glob(f".{cached.name}.*.tmp"):  # a killed decode's half-written file
+            stale.unlink(missing_ok=True)
         if not cached.is_file():
             _decode_tree(files, cached, classes, root, seed)
     ds = load_npz(cached, name or root.name)
@@ -318,9 +320,13 @@ def _decode(paths: list[Path]) -> np.ndarray:
 def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @contextmanager

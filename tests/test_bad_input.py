@@ -366,3 +366,18 @@ def test_a_library_class_without_samples_is_named_not_m_equals_0():
     for make in (lambda m: KNNGradientAttack(model, knn, m=m), lambda m: KNNOptimizationAttack(model, knn, m=m)):
         with pytest.raises(ConfigError, match=r"m=0 guide samples: library class\(es\) 2 hold no sample"):
             make(min(30, int(knn.class_counts.min())))  # how evaluate caps m
+
+
+def test_a_killed_decode_leaves_no_tmp_file(tmp_path):
+    from satnb.data import load_image_folder
+
+    tree = _tree(tmp_path / "mine", ["a", "b"])
+    decoded = cache_dir() / "decoded"
+    decoded.mkdir(parents=True, exist_ok=True)
+    load_image_folder(tree)
+    (cached,) = decoded.glob("mine-*.npz")
+    stale = decoded / f".{cached.name}.424242.tmp"  # what a kill -9 during np.savez leaves
+    stale.write_bytes(b"x" * 1000)
+    cached.unlink()
+    load_image_folder(tree)
+    assert not stale.exists() and cached.is_file()

@@ -151,9 +151,12 @@ def _refuse_overwrite(out: Path, data: dict) -> None:
     if _committed(out):
         raise ConfigError(f"{out} is a committed reference run and the default --out does not overwrite it; {fix}")
     try:
-        old = json.loads(out.read_text()).get("dataset") or {}
-    except (ValueError, AttributeError, OSError):
-        raise ConfigError(f"{out} exists and is not a satnb results file; {fix}") from None
+        old = json.loads(out.read_text())
+    except (ValueError, OSError):
+        old = None
+    old = old.get("dataset") if isinstance(old, dict) else None
+    if not isinstance(old, dict):
+        raise ConfigError(f"{out} exists and is not a satnb results file; {fix}")
     if old.get("fingerprint") != data["fingerprint"] or old.get("dataset") != data["dataset"]:
         raise ConfigError(f"{out} holds results made from other data ({old.get('dataset')}, {old.get('source')}, "
                           f"fingerprint {old.get('fingerprint')}; this run: {data['dataset']}, {data['source']}, "

@@ -381,3 +381,13 @@ def test_a_killed_decode_leaves_no_tmp_file(tmp_path):
     cached.unlink()
     load_image_folder(tree)
     assert not stale.exists() and cached.is_file()
+
+
+@pytest.mark.parametrize("text", ["not json", "[1]", '{"dataset": "cifar10"}'])
+def test_default_out_never_replaces_a_file_that_is_not_a_results_file(monkeypatch, tmp_path, capsys, text):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "smoke-digits.json").write_text(text)
+    fails(capsys, [*RUN, "--stages", "train"], "results/smoke-digits.json exists and is not a satnb results file",
+          "--force")
+    assert (tmp_path / "results" / "smoke-digits.json").read_text() == text

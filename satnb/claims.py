@@ -28,7 +28,7 @@ def _verdict(n_ok: int, n: int) -> str:
 
 
 def claims_table(res: dict, space: str = "pixel") -> pd.DataFrame:
-    """The paper's four claims (SPEC.md s.8), each with a verdict computed from this results record."""
+    """The paper's four claims, each with a verdict computed from this results record by the rules above."""
     check_entries(res)
     ev = res["evaluation"].get(space, {})
     rows = []

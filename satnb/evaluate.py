@@ -16,6 +16,9 @@ from satnb.config import AttackSettings, ConfigError, Profile
 from satnb.features import as_images, predict
 from satnb.knn import KNN
 
+# what every evaluation record holds as a number (a cached record without them is corrupt)
+EVALUATION_NUMBERS = ("acc", "dsr_small", "dsr_large", "noise_dsr_small", "noise_dsr_large", "n_attacked")
+
 
 def first_correct(pred: Tensor, labels: Tensor, n: int) -> Tensor:
     """Indices of the first n test images (in dataset order) that the kNN classifies correctly."""

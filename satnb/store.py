@@ -214,12 +214,13 @@ class Store:
             self.save_checkpoint(art, state, final=True)
         return state
 
-    def load_result(self, art: Artifact, required: tuple[str, ...] | None = None) -> dict | None:
+    def load_result(self, art: Artifact, required: tuple[str, ...] = (), numbers: tuple[str, ...] = ()) -> dict | None:
         """Load a JSON result; None when absent.
 
-        Like a checkpoint, a result is validated on load: one that is not a non-empty JSON object, or lacks
-        a key it must hold (`required`, by default the stage's in `RESULT_KEYS`, which must be numbers),
-        raises ArtifactError naming the folder to delete; it is never served as if it were valid.
+        Like a checkpoint, a result is validated on load: one that is not a non-empty JSON object, lacks a
+        key the caller requires (`required`), or holds a non-number under a key that must be a number
+        (`numbers`: the stage that reads it knows which), raises ArtifactError naming the folder to
+        delete; it is never served as if it were valid.
         """
         if not art.result.is_file():
             return None
@@ -233,10 +234,9 @@ class Store:
         elif not res:
             why = "it holds an empty object"
         else:
-            numbers = required is None
-            need = RESULT_KEYS.get(art.stage, ()) if required is None else required
+            need = tuple(required) + tuple(k for k in numbers if k not in required)
             missing = [k for k in need if k not in res]
-            wrong = [k for k in need if k in res and numbers and not _is_number(res[k])]
+            wrong = [k for k in numbers if k in res and not _is_number(res[k])]
             if missing:
                 why = f"it lacks {', '.join(missing)}"
             elif wrong:
@@ -244,10 +244,6 @@ class Store:
         if why:
             raise ArtifactError(f"{art.result} is corrupt ({why}); delete {art.path} to recompute it")
         return res
-
-
-# what a cached result of a stage must hold (numbers); a stage not named here only needs a non-empty object
-RESULT_KEYS = {"evaluate": ("acc", "dsr_small", "dsr_large", "noise_dsr_small", "noise_dsr_large", "n_attacked")}
 
 
 def _is_number(value: Any) -> bool:

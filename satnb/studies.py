@@ -18,7 +18,7 @@ import torch
 from satnb import mi
 from satnb.attacks import KNNOptimizationAttack, gradient_attack
 from satnb.config import AttackSettings, ConfigError
-from satnb.evaluate import eps_sweep, evaluate, restarts_dsr, transfer_dsr
+from satnb.evaluate import EVALUATION_NUMBERS, eps_sweep, evaluate, restarts_dsr, transfer_dsr
 from satnb.features import extract_features
 from satnb.store import provenance
 
@@ -39,7 +39,7 @@ class Studies:
                     "opt": [p.opt_binary_steps, p.opt_steps], "eps_space": eps_space,
                     "optimization": optimization, "n_library": len(self.library_index), "seed": p.seed}
         art = self.store.artifact("evaluate", settings, self.data.fingerprint(), code="satnb.evaluate")
-        cached = self.store.load_result(art)
+        cached = self.store.load_result(art, numbers=EVALUATION_NUMBERS)
         if cached is not None:
             return cached
         t0 = time.perf_counter()

@@ -123,6 +123,9 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     results = run_experiment(profile, full, device=device, stages=stages, methods=methods, eps_spaces=spaces,
                              progress=not args.quiet)
+    from satnb.claims import claims_records
+
+    results["claims"] = claims_records(results)  # verdict, rule and paired differences with their intervals
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
     print(f"[satnb] wrote {out} in {time.perf_counter() - t0:.0f} s", flush=True)
@@ -190,9 +193,9 @@ def _load(path: Path) -> dict:
 
 
 def _report(files: list[str]) -> int:
-    from satnb.claims import claims_table
+    from satnb.claims import assess
     from satnb.results import freshness
-    from satnb.tables import paper_table
+    from satnb.tables import paper_table, results_frame, with_intervals
 
     paths = [Path(f) for f in files] or sorted(Path("results").glob("*.json"))
     if not paths:
@@ -206,7 +209,18 @@ def _report(files: list[str]) -> int:
         print(table.to_string() if not table.empty else
               "(nothing to set against paper Table 1: SUP and AMDIM not evaluated, or not the paper's data)")
         print()
-        print(claims_table(res).to_string())
+        frame = results_frame(res)
+        if not frame.empty:
+            cols = ["ACC", "DSR small", "DSR large", "robust small", "robust large"]
+            print("95% intervals in brackets; robust = correct and still correct after the attack, over all "
+                  "images scanned")
+            print(with_intervals(frame.set_index("model"), cols).to_string())
+            print()
+        for claim in assess(res):
+            print(f"{claim.text}: {claim.verdict.upper()}")
+            print(f"   rule: {claim.rule}")
+            for line in (claim.evidence.split("; ") if claim.evidence else []):
+                print(f"   - {line}")
         print()
     return 0
 

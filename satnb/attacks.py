@@ -314,13 +314,19 @@ class KNNOptimizationAttack(Attack):
 
     Minimises ||delta||_2^2 + c * sum_i ||f(x_g^i) - f(x + delta)||^2 with Adam over w, where
     x + delta = (tanh(w) + 1) / 2 stays in [0, 1]; a per-image binary search on c starts at
-    initial_const, multiplies it by 10 until the first success, then bisects. Success means
+    initial_const, multiplies it by 10 until the first success, then bisects, for
+    `binary_search_steps` rounds (the authors: 10). An image still never fooled after them keeps
+    multiplying c by 10 until it is fooled or c passes `max_const`, so an image is left unbroken
+    only when even a feature term a million times the L2 term cannot move its vote. Until its
+    first success an image starts each round where the last one ended (Adam's steps have a
+    fixed size, so a larger c alone would not move it further); after it, each bisection round
+    starts again from the clean image. Success means
     knn.predict differs from the true label. The attack is deterministic (no random start).
     """
 
     def __init__(self, model: nn.Module, knn: KNN, m: int = 300, binary_search_steps: int = 10, steps: int = 100,
-                 lr: float = 1e-2, initial_const: float = 1e-2, guide: str = "authors", seed: int | None = None,
-                 batch_size: int = 100, progress: bool = False) -> None:
+                 lr: float = 1e-2, initial_const: float = 1e-2, max_const: float = 1e6, guide: str = "authors",
+                 seed: int | None = None, batch_size: int = 100, progress: bool = False) -> None:
         """Set the guide group, search and Adam settings; seed is accepted for a uniform signature (unused)."""
         super().__init__(model, steps=steps, seed=seed, batch_size=batch_size, progress=progress)
         if guide not in GUIDE_MODES:
@@ -332,11 +338,13 @@ class KNNOptimizationAttack(Attack):
         self.binary_search_steps = _count(binary_search_steps, "binary_search_steps", "the authors used 10")
         self.lr = _positive(lr, "lr", "the paper's Adam learning rate is 1e-2")
         self.initial_const = _positive(initial_const, "initial_const", "start small, e.g. 1e-2")
+        self.max_const = _positive(max_const, "max_const", "e.g. 1e6: how far c may grow for an image never fooled")
         _check_guide_size(knn, self.m)
 
     def __repr__(self) -> str:
         return (f"KNNOptimizationAttack(m={self.m}, binary_search_steps={self.binary_search_steps}, "
-                f"steps={self.steps}, lr={self.lr}, initial_const={self.initial_const}, guide={self.guide!r})")
+                f"steps={self.steps}, lr={self.lr}, initial_const={self.initial_const}, max_const={self.max_const}, "
+                f"guide={self.guide!r})")
 
     def run(self, images: Tensor, labels: Tensor) -> OptimizationResult:
         """Attack images and return the adversarial images with their L2, success mask and constant."""
@@ -367,34 +375,34 @@ class KNNOptimizationAttack(Attack):
         idx = guide_groups(self.knn, clean, y.cpu(), m=self.m, mode=self.guide)
         target = guide_means(self.knn, idx).to(clean.device, clean.dtype)
         w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+        w_start = w0.clone()  # an image not fooled yet continues from where its last round ended
         c = torch.full((b,), self.initial_const, dtype=torch.float64)
         c_lo = torch.zeros(b, dtype=torch.float64)
         c_hi = torch.full((b,), math.inf, dtype=torch.float64)
         best_adv, best_l2 = x.clone(), torch.full((b,), math.inf, device=x.device, dtype=x.dtype)
         best_c = torch.full((b,), math.nan, dtype=torch.float64)
-        for _ in tqdm(range(self.binary_search_steps), desc="binary search", disable=not self.progress, leave=False):
-            w = w0.clone().requires_grad_(True)
-            opt = torch.optim.Adam([w], lr=self.lr)
-            coeff = (c * self.m).to(x.device, x.dtype)
-            fooled_now = torch.zeros(b, dtype=torch.bool, device=x.device)
-            with torch.enable_grad():
-                for it in range(self.steps + 1):  # the extra pass scores the last update
-                    x_adv = (torch.tanh(w) + 1) / 2
-                    feats = self.model.features(x_adv)
-                    l2sq = (x_adv - x).flatten(1).pow(2).sum(1)
-                    fooled = self._fooled(feats, y)
-                    l2 = l2sq.detach().sqrt()
-                    better = fooled & (l2 < best_l2)
-                    best_adv[better], best_l2[better] = x_adv.detach()[better], l2[better]
-                    best_c[better.cpu()] = c[better.cpu()]
-                    fooled_now |= fooled
-                    if it == self.steps:
-                        break
-                    # m ||f - mean||^2 equals the paper's sum over the group up to a constant
-                    loss = (l2sq + coeff * (feats - target).pow(2).sum(1)).sum()
-                    (w.grad,) = torch.autograd.grad(loss, w)
-                    opt.step()
-            c, c_lo, c_hi = binary_search_step(c, c_lo, c_hi, fooled_now.cpu())
+        rounds = 0
+        bar = tqdm(desc="binary search", disable=not self.progress, leave=False)
+        while True:
+            # the authors' budget of search steps for every image; beyond it an image never fooled yet keeps
+            # raising c (x10 a round) up to max_const, so a hard image is not left unbroken for want of c
+            active = (rounds < self.binary_search_steps) | (~torch.isfinite(c_hi) & (c <= self.max_const))
+            if not bool(active.any()):
+                break
+            act = active.nonzero().flatten()
+            dev = act.to(x.device)
+            fooled, w_end = self._round(x[dev], y[act.to(y.device)], w_start[dev], target[dev], c[act], act,
+                                        best_adv, best_l2, best_c)
+            done = torch.zeros(b, dtype=torch.bool)
+            done[act] = fooled.cpu()
+            c_new, lo_new, hi_new = binary_search_step(c, c_lo, c_hi, done)
+            c, c_lo, c_hi = (torch.where(active, new, old) for new, old in ((c_new, c), (lo_new, c_lo), (hi_new, c_hi)))
+            # never fooled: keep the ground gained; fooled at least once: bisect from the clean image
+            never = ~torch.isfinite(c_hi[act]).to(x.device)
+            w_start[dev] = torch.where(never.view(-1, 1, 1, 1), w_end, w0[dev])
+            rounds += 1
+            bar.update()
+        bar.close()
         # report what the returned images really do: recompute features and norms from them
         with torch.no_grad():
             success = self._fooled(self.model.features(best_adv), y) & torch.isfinite(best_l2)
@@ -403,6 +411,37 @@ class KNNOptimizationAttack(Attack):
         l2 = torch.where(success, l2, torch.full_like(l2, math.inf))
         best_c = torch.where(success.cpu(), best_c, torch.full_like(best_c, math.nan))
         return best_adv, l2, success, best_c
+
+    def _round(self, x: Tensor, y: Tensor, w0: Tensor, target: Tensor, c: Tensor, act: Tensor, best_adv: Tensor,
+               best_l2: Tensor, best_c: Tensor) -> tuple[Tensor, Tensor]:
+        """One constant per image: `steps` Adam steps on eq. 1 from w0; keeps the smallest fooling example (in place).
+
+        Returns which images were fooled at some step and the final w.
+        """
+        w = w0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([w], lr=self.lr)
+        coeff = (c * self.m).to(x.device, x.dtype)
+        fooled_now = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        dev_act = act.to(x.device)
+        with torch.enable_grad():
+            for it in range(self.steps + 1):  # the extra pass scores the last update
+                x_adv = (torch.tanh(w) + 1) / 2
+                feats = self.model.features(x_adv)
+                l2sq = (x_adv - x).flatten(1).pow(2).sum(1)
+                fooled = self._fooled(feats, y)
+                l2 = l2sq.detach().sqrt()
+                better = fooled & (l2 < best_l2[dev_act])
+                rows = dev_act[better]
+                best_adv[rows], best_l2[rows] = x_adv.detach()[better], l2[better]
+                best_c[rows.cpu()] = c[better.cpu()]
+                fooled_now |= fooled
+                if it == self.steps:
+                    break
+                # m ||f - mean||^2 equals the paper's sum over the group up to a constant
+                loss = (l2sq + coeff * (feats - target).pow(2).sum(1)).sum()
+                (w.grad,) = torch.autograd.grad(loss, w)
+                opt.step()
+        return fooled_now, w.detach()
 
 
 # ----------------------------------------------------------------------------- the one place attacks are built

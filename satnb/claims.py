@@ -1,110 +1,300 @@
-"""The paper's four claims as pure functions of a results record: each returns a verdict and its evidence.
+"""The paper's four claims as pure functions of a results record: verdicts decided by 95% intervals of differences.
 
-The thresholds the paper leaves unstated are fixed here, once, and applied to every run.
+Every comparison pairs the two models on the same test images (`stats.paired_difference` for
+proportions, `stats.paired_bootstrap` for L2). A comparison *holds* when its whole interval lies
+above its threshold, *does not hold* when it lies below, and is *inconclusive at this N*
+otherwise. A claim holds when all its comparisons hold, does not hold when any does not, and is
+inconclusive otherwise, with the number of images that would decide it. The thresholds the paper
+leaves unstated are fixed here, once, and applied to every run.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass, field
+
 import numpy as np
 import pandas as pd
 
+from satnb import stats
 from satnb.results import check_entries
 from satnb.tables import label
 
-SAT_MIN_DSR_GAIN = 0.05
+SAT_MIN_DSR_GAIN = 0.05  # claim 2's "a lot": DSR must rise by at least 5 points
+SAT_MAX_ACC_DROP = 0.10  # claim 2's "small drop": clean accuracy may fall by at most 10 points
+MUCH_CHEAPER = 0.5  # claim 3's "much less": at most half the fine-tuning time
+NOT_TESTED = "not tested"
+
+RULES = {
+    1: "holds if SSL (AMDIM) minus SUP is above 0 for DSR small and large (on the test images both classify "
+       "correctly), robust accuracy small and large (on the same test images) and median L2 (normalised units, "
+       "on the images both attacked), every 95% interval excluding 0; does not hold if any interval lies below 0",
+    2: f"for each of AMDIM and NPID: SAT minus its seed must exceed +{SAT_MIN_DSR_GAIN:.0%} points in DSR small "
+       "(images both classify correctly) and 0 in robust accuracy small, and exceed "
+       f"-{SAT_MAX_ACC_DROP:.0%} points in clean accuracy, every 95% interval on the right side; "
+       "does not hold if any interval lies wholly on the wrong side",
+    3: f"holds if SAT (AMDIM) fine-tunes in at most {MUCH_CHEAPER:.0%} of MAT's and of ALP's wall time at this "
+       "profile's budgets (a measured time, no interval; not yet time to equal robustness)",
+    4: "on label-scarce STL-10: holds if no supervised defence (AT, MAT, ALP) is at least as good as SAT (AMDIM) in "
+       "both clean accuracy and DSR small",
+}
+CLAIMS = {
+    1: "1. kNN on self-supervised features is more robust than on supervised ones",
+    2: "2. SAT raises DSR a lot for a small drop in clean accuracy, for AMDIM and NPID",
+    3: "3. SAT costs much less training time than MAT and ALP",
+    4: "4. On label-scarce STL-10, SAT trades robustness and accuracy better",
+}
 
 
-SAT_MAX_ACC_DROP = 0.10
+@dataclass(frozen=True)
+class Comparison:
+    """One paired difference inside a claim: what was compared, its interval and the verdict it gives."""
+
+    metric: str
+    models: tuple[str, str]  # the difference is models[0] minus models[1]
+    diff: stats.Interval
+    threshold: float
+    verdict: str
+
+    def text(self) -> str:
+        """One line of evidence."""
+        d = self.diff
+        return (f"{self.metric}, {label(self.models[0])} - {label(self.models[1])}: {d.value:+.3f} "
+                f"[{d.lo:+.3f}, {d.hi:+.3f}] (n={d.n}, threshold {self.threshold:+.2f}): {self.verdict}")
 
 
-MUCH_CHEAPER = 0.5
+@dataclass
+class Claim:
+    """One claim's verdict, its rule and the comparisons behind it."""
+
+    number: int
+    verdict: str
+    evidence: str = ""
+    comparisons: list[Comparison] = field(default_factory=list)
+
+    @property
+    def text(self) -> str:
+        """The claim in words."""
+        return CLAIMS[self.number]
+
+    @property
+    def rule(self) -> str:
+        """How the verdict follows from the numbers."""
+        return RULES[self.number]
+
+    def to_dict(self) -> dict:
+        """What a results file records of the claim."""
+        return {"claim": self.text, "verdict": self.verdict, "rule": self.rule, "evidence": self.evidence,
+                "comparisons": [{**asdict(c), "diff": c.diff.to_dict(), "models": list(c.models)}
+                                for c in self.comparisons]}
 
 
-def _verdict(n_ok: int, n: int) -> str:
-    """holds / does not hold / partly holds from n checks; "not tested" when a required model is missing."""
-    if n == 0:
-        return "not tested"
-    return "holds" if n_ok == n else ("does not hold" if n_ok == 0 else "partly holds")
+# ----------------------------------------------------------------------------- per-image outcomes
+
+
+def _bits(r: dict, key: str) -> np.ndarray:
+    return stats.unpack_bits(r["per_image"][key])
+
+
+def _attacked(r: dict) -> np.ndarray:
+    """Test-set indices of the N attacked images: the first N the model classifies correctly."""
+    return np.flatnonzero(_bits(r, "correct"))[: r["n_attacked"]]
+
+
+def _robust(r: dict, setting: str) -> np.ndarray:
+    """Per test image of the scanned prefix: correct and still correct after the attack."""
+    out = np.zeros(r["n_prefix"], dtype=bool)
+    out[_attacked(r)] = _bits(r, f"survived_{setting}")
+    return out
+
+
+def _on_common(ra: dict, rb: dict, values_a: np.ndarray, values_b: np.ndarray, n_a: int, n_b: int):
+    """The values of two models on the test images both attacked (the first n_a / n_b of each one's attacked)."""
+    ia, ib = _attacked(ra)[:n_a], _attacked(rb)[:n_b]
+    common, pa, pb = np.intersect1d(ia, ib, return_indices=True)
+    return values_a[pa], values_b[pb]
+
+
+def paired_acc(ra: dict, rb: dict) -> stats.Interval:
+    """Clean accuracy of a minus b on the whole test set."""
+    return stats.paired_difference(_bits(ra, "correct"), _bits(rb, "correct"))
+
+
+def paired_dsr(ra: dict, rb: dict, setting: str) -> stats.Interval:
+    """DSR of a minus b on the test images both classify correctly and both attacked (the common set)."""
+    a, b = _on_common(ra, rb, _bits(ra, f"survived_{setting}"), _bits(rb, f"survived_{setting}"),
+                      ra["n_attacked"], rb["n_attacked"])
+    return stats.paired_difference(a, b)
+
+
+def paired_robust(ra: dict, rb: dict, setting: str) -> stats.Interval:
+    """Robust accuracy of a minus b on the test images inside both models' scanned prefixes."""
+    a, b = _robust(ra, setting), _robust(rb, setting)
+    n = min(len(a), len(b))
+    return stats.paired_difference(a[:n], b[:n])
+
+
+def paired_l2(ra: dict, rb: dict, unit: str = "norm", seed: int = 0) -> stats.Interval | None:
+    """Median L2 of a minus b (unbroken = infinite) on the images both attacked with the optimisation attack."""
+    key = f"l2_all_{unit}"
+    if key not in ra or key not in rb:
+        return None
+    inf = lambda vals: np.array([math.inf if v is None else v for v in vals], dtype=np.float64)  # noqa: E731
+    a, b = _on_common(ra, rb, inf(ra[key]), inf(rb[key]), ra["opt_n"], rb["opt_n"])
+    return stats.paired_bootstrap(a, b, np.median, seed=seed)
+
+
+def has_outcomes(r: dict) -> bool:
+    """True when an evaluation record holds the per-image outcomes paired comparisons need."""
+    return isinstance(r.get("per_image"), dict) and "n_prefix" in r
+
+
+# ----------------------------------------------------------------------------- the claims
+
+
+def _compare(metric: str, a: str, b: str, diff: stats.Interval, threshold: float = 0.0) -> Comparison:
+    return Comparison(metric, (a, b), diff, threshold, stats.decide(diff, threshold))
+
+
+def _combine(number: int, comparisons: list[Comparison], note: str = "") -> Claim:
+    verdicts = [c.verdict for c in comparisons]
+    if stats.FAILS in verdicts:
+        verdict = stats.FAILS
+    elif all(v == stats.HOLDS for v in verdicts):
+        verdict = stats.HOLDS
+    else:
+        need = [stats.n_to_decide(c.diff, c.threshold) for c in comparisons if c.verdict == stats.INCONCLUSIVE]
+        need = [n for n in need if n is not None]
+        verdict = stats.INCONCLUSIVE + (f" (about {max(need):,} images would decide it)" if need else "")
+    evidence = "; ".join(c.text() for c in comparisons) + (f" ({note})" if note else "")
+    return Claim(number, verdict, evidence, comparisons)
+
+
+def _missing(ev: dict, names: list[str]) -> str | None:
+    absent = [n for n in names if n not in ev]
+    if absent:
+        return f"not evaluated: {', '.join(absent)}"
+    old = [n for n in names if not has_outcomes(ev[n])]
+    if old:
+        return (f"{', '.join(old)}: made before per-image outcomes were recorded, so no paired interval can be "
+                "formed; rerun `python -m satnb run`")
+    return None
+
+
+def claim1(ev: dict) -> Claim:
+    """SSL (AMDIM) kNN more robust than SUP kNN."""
+    why = _missing(ev, ["amdim", "sup"])
+    if why:
+        return Claim(1, NOT_TESTED, why)
+    a, s = ev["amdim"], ev["sup"]
+    comps = [_compare(f"DSR {st}", "amdim", "sup", paired_dsr(a, s, st)) for st in ("small", "large")]
+    comps += [_compare(f"robust accuracy {st}", "amdim", "sup", paired_robust(a, s, st)) for st in ("small", "large")]
+    l2 = paired_l2(a, s)
+    if l2 is not None:
+        comps.append(_compare("median L2 (normalised)", "amdim", "sup", l2))
+    others = [m for m in ("npid", "simclr") if m in ev and has_outcomes(ev[m])]
+    note = "; ".join(f"{label(m)} - SUP, DSR small: {paired_dsr(ev[m], s, 'small'):+.3f}" for m in others)
+    return _combine(1, comps, note)
+
+
+def claim2(ev: dict) -> Claim:
+    """SAT raises DSR a lot for a small drop in accuracy, for AMDIM and NPID."""
+    why = _missing(ev, ["amdim", "sat-amdim", "npid", "sat-npid"])
+    if why:
+        return Claim(2, NOT_TESTED, why + " (the claim is about both seeds)")
+    comps = []
+    for seed in ("amdim", "npid"):
+        sat, base = ev[f"sat-{seed}"], ev[seed]
+        comps += [_compare("DSR small", f"sat-{seed}", seed, paired_dsr(sat, base, "small"), SAT_MIN_DSR_GAIN),
+                  _compare("robust accuracy small", f"sat-{seed}", seed, paired_robust(sat, base, "small")),
+                  _compare("clean accuracy", f"sat-{seed}", seed, paired_acc(sat, base), -SAT_MAX_ACC_DROP)]
+    return _combine(2, comps)
+
+
+def claim3(res: dict) -> Claim:
+    """SAT much cheaper than MAT and ALP (fine-tuning wall time at the profile's budgets)."""
+    sat_t = res.get("sat", {}).get("amdim", {}).get("train_seconds")
+    base = {m: res.get("baselines", {}).get(m, {}).get("train_seconds") for m in ("mat", "alp")}
+    if sat_t is None or any(v is None for v in base.values()):
+        return Claim(3, NOT_TESTED, "SAT or the baselines not run")
+    ok = all(sat_t <= MUCH_CHEAPER * v for v in base.values())
+    return Claim(3, stats.HOLDS if ok else stats.FAILS,
+                 f"SAT (AMDIM) {sat_t:.0f} s vs MAT {base['mat']:.0f} s, ALP {base['alp']:.0f} s "
+                 f"(ratios {sat_t / base['mat']:.2f}, {sat_t / base['alp']:.2f}; fine-tuning wall time at this "
+                 "profile's budgets)")
+
+
+def claim4(res: dict, ev: dict) -> Claim:
+    """On label-scarce STL-10, SAT's (ACC, DSR) point is not dominated by a supervised defence."""
+    if res["dataset"]["dataset"] != "stl10" or "sat-amdim" not in ev:
+        return Claim(4, NOT_TESTED, f"this run used {res['dataset']['dataset']}, not STL-10")
+    sat_pt = (ev["sat-amdim"]["acc"], ev["sat-amdim"]["dsr_small"])
+    sup_pts = {m: (ev[m]["acc"], ev[m]["dsr_small"]) for m in ("at", "mat", "alp") if m in ev}
+    dominated = [m for m, (a, d) in sup_pts.items() if a >= sat_pt[0] and d >= sat_pt[1]]
+    return Claim(4, stats.FAILS if dominated else stats.HOLDS,
+                 f"SAT (ACC, DSR) = ({sat_pt[0]:.1%}, {sat_pt[1]:.1%}); "
+                 + ", ".join(f"{m.upper()} ({a:.1%}, {d:.1%})" for m, (a, d) in sup_pts.items()))
+
+
+def assess(res: dict, space: str = "pixel") -> list[Claim]:
+    """The four claims' verdicts for one results record."""
+    check_entries(res)
+    ev = res["evaluation"].get(space, {})
+    return [claim1(ev), claim2(ev), claim3(res), claim4(res, ev)]
 
 
 def claims_table(res: dict, space: str = "pixel") -> pd.DataFrame:
-    """The paper's four claims, each with a verdict computed from this results record by the rules above."""
-    check_entries(res)
-    ev = res["evaluation"].get(space, {})
-    rows = []
+    """One row per claim: verdict, the rule that gives it, the evidence (differences with 95% intervals)."""
+    return pd.DataFrame([{"claim": c.text, "verdict": c.verdict, "rule": c.rule, "evidence": c.evidence}
+                         for c in assess(res, space)]).set_index("claim")
 
-    # 1. SSL kNN more robust than SUP kNN (DSR small, DSR large, L2)
-    if "sup" in ev and "amdim" in ev:
-        s, a = ev["sup"], ev["amdim"]
-        checks = [(k, a.get(k), s.get(k)) for k in ("dsr_small", "dsr_large", "l2") if k in a and k in s]
-        ok = sum(1 for _, x, y in checks if x is not None and y is not None and x > y)
-        others = [m for m in ("npid", "simclr") if m in ev]
-        more = "; ".join(f"{label(m)}: DSR small {ev[m]['dsr_small']:.1%}, L2 {ev[m].get('l2', np.nan):.3f}"
-                         for m in others)
-        rows.append({"claim": "1. kNN on self-supervised features is more robust than on supervised ones",
-                     "verdict": _verdict(ok, len(checks)),
-                     "evidence": ", ".join(f"{k}: AMDIM {x:.3f} vs SUP {y:.3f}" for k, x, y in checks)
-                     + (f" ({more})" if more else "")})
-    else:
-        rows.append({"claim": "1. kNN on self-supervised features is more robust than on supervised ones",
-                     "verdict": _verdict(0, 0), "evidence": "AMDIM or SUP not evaluated"})
 
-    # 2. SAT raises DSR a lot for a small drop in accuracy (AMDIM and NPID)
-    ok, n, ev2 = 0, 0, []
-    missing = [m for s in ("amdim", "npid") for m in (s, f"sat-{s}") if m not in ev]
-    for seed in () if missing else ("amdim", "npid"):
-        sat_name = f"sat-{seed}"
-        if seed in ev and sat_name in ev:
-            n += 1
-            gain = ev[sat_name]["dsr_small"] - ev[seed]["dsr_small"]
-            drop = ev[seed]["acc"] - ev[sat_name]["acc"]
-            ok += gain >= SAT_MIN_DSR_GAIN and drop <= SAT_MAX_ACC_DROP
-            ev2.append(f"{seed.upper()}: DSR small {ev[seed]['dsr_small']:.1%} -> {ev[sat_name]['dsr_small']:.1%}, "
-                       f"ACC {ev[seed]['acc']:.1%} -> {ev[sat_name]['acc']:.1%}")
-    rows.append({"claim": f"2. SAT raises DSR a lot (>= {SAT_MIN_DSR_GAIN:.0%} points) for a small drop in "
-                          f"accuracy (<= {SAT_MAX_ACC_DROP:.0%} points), for AMDIM and NPID",
-                 "verdict": _verdict(ok, n),
-                 "evidence": "; ".join(ev2) or f"not evaluated: {', '.join(missing)} (the claim is about both seeds)"})
+def differences_table(res: dict, space: str = "pixel") -> pd.DataFrame:
+    """One row per comparison inside a claim: the paired difference, its 95% interval, n and threshold."""
+    rows = [{"claim": c.number, "metric": k.metric, "models": f"{label(k.models[0])} - {label(k.models[1])}",
+             "difference": k.diff.value, "95% low": k.diff.lo, "95% high": k.diff.hi, "n images": k.diff.n,
+             "threshold": k.threshold, "verdict": k.verdict}
+            for c in assess(res, space) for k in c.comparisons]
+    return pd.DataFrame(rows)
 
-    # 3. SAT much cheaper than MAT and ALP
-    sat_t = res.get("sat", {}).get("amdim", {}).get("train_seconds")
-    base = {m: res.get("baselines", {}).get(m, {}).get("train_seconds") for m in ("mat", "alp")}
-    if sat_t is not None and all(v is not None for v in base.values()):
-        ok = sum(sat_t <= MUCH_CHEAPER * v for v in base.values())
-        rows.append({"claim": f"3. SAT costs much less training time (<= {MUCH_CHEAPER:.0%}) than MAT and ALP",
-                     "verdict": _verdict(ok, 2),
-                     "evidence": f"SAT (AMDIM) {sat_t:.0f} s vs MAT {base['mat']:.0f} s, ALP {base['alp']:.0f} s "
-                                 "(fine-tuning wall time with this profile's settings)"})
-    else:
-        rows.append({"claim": "3. SAT costs much less training time than MAT and ALP",
-                     "verdict": _verdict(0, 0), "evidence": "SAT or the baselines not run"})
 
-    # 4. label-scarce data (STL-10): SAT trades robustness and accuracy better than supervised methods
-    sat_name = "sat-amdim"
-    if res["dataset"]["dataset"] == "stl10" and sat_name in ev:
-        sat_pt = (ev[sat_name]["acc"], ev[sat_name]["dsr_small"])
-        sup_pts = {m: (ev[m]["acc"], ev[m]["dsr_small"]) for m in ("at", "mat", "alp") if m in ev}
-        dominated = [m for m, (a, d) in sup_pts.items() if a >= sat_pt[0] and d >= sat_pt[1]]
-        rows.append({"claim": "4. On label-scarce STL-10, SAT trades robustness and accuracy better",
-                     "verdict": "does not hold" if dominated else "holds",
-                     "evidence": f"SAT (ACC, DSR) = ({sat_pt[0]:.1%}, {sat_pt[1]:.1%}); "
-                                 + ", ".join(f"{m.upper()} ({a:.1%}, {d:.1%})" for m, (a, d) in sup_pts.items())})
-    else:
-        rows.append({"claim": "4. On label-scarce STL-10, SAT trades robustness and accuracy better",
-                     "verdict": _verdict(0, 0),
-                     "evidence": f"this run used {res['dataset']['dataset']}, not STL-10"})
-    return pd.DataFrame(rows).set_index("claim")
+def claims_records(res: dict, space: str = "pixel") -> list[dict]:
+    """The claims as JSON data (what `python -m satnb run` writes into a results file)."""
+    return [c.to_dict() for c in assess(res, space)]
 
 
 def verdicts(runs: dict[str, dict], space: str = "pixel") -> pd.DataFrame:
     """One column of claim verdicts per run (this build's and every committed one)."""
     cols = {}
     for name, res in runs.items():
-        label = f"{name} ({res['profile']}, {res['dataset']['dataset']}, N={_n_attacked(res, space)})"
-        cols[label] = claims_table(res, space)["verdict"]
+        heading = f"{name} ({res['profile']}, {res['dataset']['dataset']}, N={_n_attacked(res, space)})"
+        cols[heading] = claims_table(res, space)["verdict"]
     return pd.DataFrame(cols)
 
 
 def _n_attacked(res: dict, space: str) -> int | str:
     ev = res["evaluation"].get(space, {})
     return next((r["n_attacked"] for r in ev.values()), "?")
+
+
+def common_set_dsr(ev: dict, names: list[str], setting: str = "small") -> pd.DataFrame:
+    """DSR of each model on the test images that every one of them attacked (all classify them correctly).
+
+    Beside each model's own DSR (its first N correct images, the paper's protocol) it shows the
+    selection effect directly: a model that loses clean accuracy keeps only easier images.
+    """
+    names = [n for n in names if n in ev and has_outcomes(ev[n])]
+    if not names:
+        return pd.DataFrame()
+    common = _attacked(ev[names[0]])
+    for n in names[1:]:
+        common = np.intersect1d(common, _attacked(ev[n]))
+    rows = []
+    for n in names:
+        pos = np.searchsorted(_attacked(ev[n]), common)
+        survived = _bits(ev[n], f"survived_{setting}")[pos]
+        ci = stats.proportion(survived)
+        rows.append({"model": label(n), f"DSR {setting} (own N)": ev[n][f"dsr_{setting}"],
+                     f"DSR {setting} (common set)": ci.value, "95% low": ci.lo, "95% high": ci.hi,
+                     "common images": len(common)})
+    return pd.DataFrame(rows).set_index("model")

@@ -89,6 +89,7 @@ class Profile:
     large: AttackSettings = AttackSettings(0.06, 0.005, 20)
     opt_binary_steps: int = 10
     opt_steps: int = 100
+    opt_max_const: float = 1e6  # an image never fooled keeps raising c (x10) up to this, past the search steps
     sat: SATSettings = SATSettings(iterations=300)
     baselines: BaselineSettings = BaselineSettings()
     mi_steps: int = 300  # critic training steps per level of the MI staircase

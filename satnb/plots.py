@@ -143,59 +143,72 @@ def vote_histogram(votes: np.ndarray, classes: tuple[str, ...], title: str, ax: 
     ax.tick_params(axis="x", rotation=60, labelsize=7)
 
 
+MEASURES = (("dsr", "DSR", "DSR"), ("robust", "robust accuracy", "robust accuracy (paper: ACC x DSR)"))
+
+
 def sat_trajectory_plot(trajectories: dict[str, list[dict]], paper: bool = True) -> plt.Figure:
-    """Fig. 2 style: clean ACC against DSR (small, large) along SAT, one path per seed model."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    for ax, setting in zip(axes, ("small", "large")):
-        for i, (name, traj) in enumerate(trajectories.items()):
-            df = pd.DataFrame(traj)
-            if df.empty or f"dsr_{setting}" not in df:
-                continue
-            color = sns.color_palette()[i]
-            ax.plot(df["acc"], df[f"dsr_{setting}"], "-o", color=color, ms=3, label=f"{name} (ours)")
-            ax.annotate("start", (df["acc"].iloc[0], df[f"dsr_{setting}"].iloc[0]), fontsize=7, color=color)
-            ax.annotate(f"it {int(df['iteration'].iloc[-1])}", (df["acc"].iloc[-1], df[f"dsr_{setting}"].iloc[-1]),
-                        fontsize=7, color=color)
-        if paper:
-            pts = PAPER_POINTS[(PAPER_POINTS.setting == setting) & PAPER_POINTS.model.str.startswith("SAT")]
-            for seed, marker in (("AMDIM", "s"), ("NPID", "^")):
-                sel = pts[pts.model.str.contains(seed)]
-                if len(sel):
-                    ax.plot(sel["ACC"], sel["DSR"], marker + "--", color="black", alpha=0.6, ms=6,
-                            label=f"SAT ({seed}), paper")
-        ax.set_title(f"{setting} perturbation")
-        ax.set_xlabel("clean kNN accuracy (ACC)")
-        ax.set_ylim(-0.02, 1.02)
-    axes[0].set_ylabel("DSR")
-    axes[1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    """Fig. 2 style: clean ACC against DSR (top) and robust accuracy (bottom) along SAT, one path per seed model."""
+    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharey="row", squeeze=False)
+    for row, (key, name_y, paper_y) in enumerate(MEASURES):
+        for ax, setting in zip(axes[row], ("small", "large")):
+            col = f"{key}_{setting}"
+            for i, (name, traj) in enumerate(trajectories.items()):
+                df = pd.DataFrame(traj)
+                if df.empty or col not in df:
+                    continue
+                color = sns.color_palette()[i]
+                ax.plot(df["acc"], df[col], "-o", color=color, ms=3, label=f"{name} (ours)")
+                ax.annotate("start", (df["acc"].iloc[0], df[col].iloc[0]), fontsize=7, color=color)
+                ax.annotate(f"it {int(df['iteration'].iloc[-1])}", (df["acc"].iloc[-1], df[col].iloc[-1]),
+                            fontsize=7, color=color)
+            if paper:
+                pts = PAPER_POINTS[(PAPER_POINTS.setting == setting) & PAPER_POINTS.model.str.startswith("SAT")]
+                for seed, marker in (("AMDIM", "s"), ("NPID", "^")):
+                    sel = pts[pts.model.str.contains(seed)]
+                    y = sel["DSR"] if key == "dsr" else sel["ACC"] * sel["DSR"]
+                    if len(sel):
+                        ax.plot(sel["ACC"], y, marker + "--", color="black", alpha=0.6, ms=6,
+                                label=f"SAT ({seed}), paper")
+            ax.set_title(f"{name_y}, {setting} perturbation", fontsize=10)
+            ax.set_xlabel("clean kNN accuracy (ACC)")
+            ax.set_ylim(-0.02, 1.02)
+        axes[row][0].set_ylabel(paper_y)
+    axes[0][1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig
 
 
 def tradeoff_plot(ours: pd.DataFrame, paper: bool = True) -> plt.Figure:
-    """Figs. 3-4 style: clean ACC against DSR (small, large) for every method, the paper's points beside ours.
+    """Figs. 3-4 style: clean ACC against DSR (top) and robust accuracy (bottom), ours beside the paper's points.
 
-    `ours` has columns model, ACC, DSR small, DSR large.
+    `ours` has columns model, ACC, DSR small, DSR large and, when measured, robust small / robust
+    large; a column "<measure> lo" / "<measure> hi" adds its 95% interval as an error bar.
     """
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    measures = [("DSR", "DSR")] + ([("robust", "robust accuracy")] if "robust small" in ours else [])
+    fig, axes = plt.subplots(len(measures), 2, figsize=(10, 4 * len(measures)), sharey="row", squeeze=False)
     palette = dict(zip(ours["model"], sns.color_palette("tab10", len(ours))))
-    for ax, setting in zip(axes, ("small", "large")):
-        sns.scatterplot(data=ours, x="ACC", y=f"DSR {setting}", hue="model", palette=palette, s=70, ax=ax,
-                        legend=setting == "large")
-        for _, r in ours.iterrows():
-            ax.annotate(r["model"], (r["ACC"], r[f"DSR {setting}"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
-        if paper:
-            pts = PAPER_POINTS[PAPER_POINTS.setting == setting]
-            ax.scatter(pts["ACC"], pts["DSR"], marker="x", color="black", alpha=0.6, label="paper (CIFAR-10)")
-            for _, r in pts.iterrows():
-                ax.annotate(r["model"], (r["ACC"], r["DSR"]), fontsize=6, color="grey", xytext=(3, -8),
-                            textcoords="offset points")
-        ax.set_title(f"{setting} perturbation (top right is better)")
-        ax.set_xlabel("clean kNN accuracy (ACC)")
-        ax.set_ylabel("DSR")
-        ax.set_ylim(-0.02, 1.02)
-    handles, labels = axes[1].get_legend_handles_labels()
-    axes[1].legend(handles, labels, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    for row, (prefix, name_y) in enumerate(measures):
+        for ax, setting in zip(axes[row], ("small", "large")):
+            col = f"{prefix} {setting}"
+            for _, r in ours.iterrows():
+                yerr = None
+                if f"{col} lo" in ours:
+                    yerr = [[r[col] - r[f"{col} lo"]], [r[f"{col} hi"] - r[col]]]
+                ax.errorbar(r["ACC"], r[col], yerr=yerr, fmt="o", ms=7, color=palette[r["model"]], capsize=2,
+                            label=r["model"])
+                ax.annotate(r["model"], (r["ACC"], r[col]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+            if paper:
+                pts = PAPER_POINTS[PAPER_POINTS.setting == setting]
+                y = pts["DSR"] if prefix == "DSR" else pts["ACC"] * pts["DSR"]
+                ax.scatter(pts["ACC"], y, marker="x", color="black", alpha=0.6, label="paper (CIFAR-10)")
+                for (_, r), yy in zip(pts.iterrows(), y):
+                    ax.annotate(r["model"], (r["ACC"], yy), fontsize=6, color="grey", xytext=(3, -8),
+                                textcoords="offset points")
+            ax.set_title(f"{name_y}, {setting} perturbation (top right is better)", fontsize=10)
+            ax.set_xlabel("clean kNN accuracy (ACC)")
+            ax.set_ylim(-0.02, 1.02)
+        axes[row][0].set_ylabel(name_y + (" (paper: ACC x DSR)" if prefix == "robust" else ""))
+    handles, labels = axes[0][1].get_legend_handles_labels()
+    axes[0][1].legend(handles, labels, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig

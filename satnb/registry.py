@@ -53,6 +53,10 @@ class TrainedModel:
                 **({"seed": self.seed_model} if self.kind == "sat" else {})}
 
 
+# what every evaluation point of a fine-tuning trajectory records (part of the fine-tuning runs' cache keys)
+TRAJECTORY_FIELDS = ("acc", "dsr_small", "dsr_large", "robust_small", "robust_large")
+
+
 class Models:
     """Trains, fine-tunes and registers the models a profile names (every run cached in the store)."""
 
@@ -105,7 +109,7 @@ class Models:
                             n_classes=self.data.n_classes)
         r = evaluate(model, knn, self.data.x_test, self.data.y_test, self.profile, optimization=False,
                      seed=self.profile.seed, progress=False)
-        return {"acc": r["acc"], "dsr_small": r["dsr_small"], "dsr_large": r["dsr_large"]}
+        return {k: r[k] for k in TRAJECTORY_FIELDS}
 
     def sat(self, seed_model: str, objective: str | None = None) -> TrainedModel:
         """SAT of a self-supervised model with the profile's settings (cached); registered as sat-<seed>.
@@ -120,7 +124,7 @@ class Models:
                   m=self.m(seed_model), store=self.store, data_fingerprint=self.data.fingerprint(),
                   base_key=base.key, seed=p.seed, device=self.device, progress=self.progress,
                   eval_fn=lambda model, it: self.trajectory_eval(model), n_classes=self.data.n_classes,
-                  profile=p.name)
+                  eval_key=",".join(TRAJECTORY_FIELDS), profile=p.name)
         name = f"sat-{seed_model}" + ("" if settings.objective == "heads" else f"-{settings.objective}")
         return self.add(TrainedModel(name, res.model, res.artifact.key, res.train_seconds, res.cached, kind="sat",
                                      history=res.history, trajectory=res.trajectory, n_updates=res.n_updates,
@@ -134,7 +138,8 @@ class Models:
         res = adversarial_train(base.model, method, self.data.x_train, self.data.y_train, p.small, p.baselines,
                                 store=self.store, data_fingerprint=self.data.fingerprint(), base_key=base.key,
                                 seed=p.seed, device=self.device, progress=self.progress,
-                                eval_fn=lambda model, ep: self.trajectory_eval(model), profile=p.name)
+                                eval_fn=lambda model, ep: self.trajectory_eval(model),
+                                eval_key=",".join(TRAJECTORY_FIELDS), profile=p.name)
         return self.add(TrainedModel(method, res.model, res.artifact.key, res.train_seconds, res.cached,
                                      kind="baseline", history=res.history, trajectory=res.trajectory,
                                      n_updates=res.n_updates, eval_seconds=res.eval_seconds, seed_model="sup"))

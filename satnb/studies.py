@@ -36,7 +36,7 @@ class Studies:
         p = self.profile
         settings = {"model": ent.key, "k": p.k, "m": p.m, "n_attack": p.n_attack, "n_attack_opt": p.n_attack_opt,
                     "small": dataclasses.asdict(p.small), "large": dataclasses.asdict(p.large),
-                    "opt": [p.opt_binary_steps, p.opt_steps], "eps_space": eps_space,
+                    "opt": [p.opt_binary_steps, p.opt_steps, p.opt_max_const], "eps_space": eps_space,
                     "optimization": optimization, "n_library": len(self.library_index), "seed": p.seed}
         art = self.store.artifact("evaluate", settings, self.data.fingerprint(), code="satnb.evaluate")
         cached = self.store.load_result(art, numbers=EVALUATION_NUMBERS)

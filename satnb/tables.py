@@ -47,29 +47,63 @@ def class_counts(data: Dataset) -> pd.DataFrame:
     }).set_index("class")
 
 
+def _with_ci(r: dict, key: str) -> dict:
+    lo, hi = r.get(f"{key}_ci") or (np.nan, np.nan)
+    return {"lo": lo, "hi": hi}
+
+
 def evaluation_table(records: Mapping[str, dict]) -> pd.DataFrame:
-    """One row per model (from `Pipeline.evaluations`): ACC, DSR small/large with the noise control, L2, times."""
+    """One row per model (from `Pipeline.evaluations`): ACC, DSR and robust accuracy with the noise control and L2.
+
+    Each measured proportion carries its 95% interval as "<column> lo" / "<column> hi".
+    """
     rows = []
     for name, r in records.items():
-        rows.append({
-            "model": label(name), "ACC": r["acc"], "DSR small": r["dsr_small"],
-            "DSR large": r["dsr_large"], "noise DSR small": r["noise_dsr_small"],
-            "noise DSR large": r["noise_dsr_large"], "L2": r.get("l2", float("nan")),
-            "unbroken (opt)": r.get("opt_unbroken"), "N": r["n_attacked"],
-            "train s": round(r["train_seconds"], 1),
+        row = {"model": label(name)}
+        for col, key in (("ACC", "acc"), ("DSR small", "dsr_small"), ("DSR large", "dsr_large"),
+                         ("robust small", "robust_small"), ("robust large", "robust_large")):
+            row[col] = r.get(key, np.nan)
+            ci = _with_ci(r, key)
+            row[f"{col} lo"], row[f"{col} hi"] = ci["lo"], ci["hi"]
+        row.update({
+            "noise DSR small": r["noise_dsr_small"], "noise DSR large": r["noise_dsr_large"],
+            "opt success": r.get("opt_success", np.nan), "L2 median (px)": r.get("l2_median_px", np.nan),
+            "L2 mean (px)": r.get("l2_mean_px", np.nan), "L2 median (norm)": r.get("l2_median_norm", np.nan),
+            "L2 mean (norm)": r.get("l2_mean_norm", np.nan), "unbroken (opt)": r.get("opt_unbroken"),
+            "N": r["n_attacked"], "N (robust)": r.get("n_prefix"), "train s": round(r["train_seconds"], 1),
             "attack s/img (small)": r["attacks"]["small"]["seconds_per_image"],
+            "opt attack s": (r["attacks"].get("optimization") or {}).get("seconds", np.nan),
         })
+        rows.append(row)
     return pd.DataFrame(rows).set_index("model")
 
 
+def with_intervals(table: pd.DataFrame, columns: list[str], fmt: str = "{:.1%}") -> pd.DataFrame:
+    """The columns as text "value [lo, hi]" from a table with "<column> lo" / "<column> hi" (for display)."""
+    out = pd.DataFrame(index=table.index)
+    for col in columns:
+        if f"{col} lo" in table:
+            out[col] = [f"{fmt.format(v)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+                        for v, lo, hi in zip(table[col], table[f"{col} lo"], table[f"{col} hi"])]
+        else:
+            out[col] = [fmt.format(v) for v in table[col]]
+    return out
+
+
 def results_frame(res: dict, space: str = "pixel") -> pd.DataFrame:
-    """One row per evaluated model: ACC, DSR small/large, L2, fine-tuning/training seconds."""
+    """One row per evaluated model of a results file: ACC, DSR, robust accuracy (with intervals), L2, times."""
     check_entries(res)
     rows = []
     for name, r in res["evaluation"].get(space, {}).items():
-        rows.append({"name": name, "model": label(name), "ACC": r["acc"], "DSR small": r["dsr_small"],
-                     "DSR large": r["dsr_large"], "L2": r.get("l2", np.nan), "N": r["n_attacked"],
-                     "train s": r.get("train_seconds", np.nan)})
+        row = {"name": name, "model": label(name)}
+        for col, key in (("ACC", "acc"), ("DSR small", "dsr_small"), ("DSR large", "dsr_large"),
+                         ("robust small", "robust_small"), ("robust large", "robust_large")):
+            row[col] = r.get(key, np.nan)
+            ci = _with_ci(r, key)
+            row[f"{col} lo"], row[f"{col} hi"] = ci["lo"], ci["hi"]
+        row.update({"L2": r.get("l2", np.nan), "opt success": r.get("opt_success", np.nan), "N": r["n_attacked"],
+                    "train s": r.get("train_seconds", np.nan)})
+        rows.append(row)
     return pd.DataFrame(rows).set_index("name") if rows else pd.DataFrame()
 
 
@@ -89,6 +123,7 @@ def paper_table(res: dict, spaces: tuple[str, ...] = ("pixel", "normalized")) ->
                 continue
             shown = label(name)
             row = {"eps units": space, "model": shown}
+            # our L2 is the mean over all attacked images in normalised units: the paper's unit (see evaluate)
             for col in ("ACC", "DSR small", "DSR large", "L2"):
                 row[f"{col} paper"] = paper.loc[shown, col]
                 row[f"{col} ours"] = ours.loc[name, col]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -189,8 +191,11 @@ def test_optimization_attack_keeps_the_smallest_success(setup):
     x, y = xs[:12], ys[:12]
     # one search step with a large c: the short run's iterates are a prefix of the long run's,
     # and later iterates drift further towards the guide group (larger L2)
-    short = KNNOptimizationAttack(model, knn, m=M, binary_search_steps=1, steps=12, lr=0.1, initial_const=100.0)
-    long = KNNOptimizationAttack(model, knn, m=M, binary_search_steps=1, steps=30, lr=0.1, initial_const=100.0)
+    # (max_const = the first c: one round only, no escalation for the images it leaves unbroken)
+    short = KNNOptimizationAttack(model, knn, m=M, binary_search_steps=1, steps=12, lr=0.1, initial_const=100.0,
+                                  max_const=100.0)
+    long = KNNOptimizationAttack(model, knn, m=M, binary_search_steps=1, steps=30, lr=0.1, initial_const=100.0,
+                                 max_const=100.0)
     a, b = short.run(x, y), long.run(x, y)
     assert a.n_success >= 6 and torch.all(b.success[a.success])
     assert torch.all(b.l2[a.success] <= a.l2[a.success] + 1e-6)
@@ -265,3 +270,33 @@ def test_validation_errors(setup):
         atk(xs[:2])
     with pytest.raises(ValueError, match="float NCHW"):
         atk(xs[0], ys[:1])
+
+
+def test_the_search_raises_c_until_the_images_break(setup):
+    """With the authors' budget alone a too-small c leaves images unbroken; the escalation past it breaks them."""
+    model, knn, xs, ys, *_ = setup
+    x, y = xs[:16], ys[:16]
+    capped = KNNOptimizationAttack(model, knn, m=M, binary_search_steps=2, steps=20, lr=0.05, initial_const=1e-6,
+                                   max_const=1e-6).run(x, y)
+    searched = KNNOptimizationAttack(model, knn, m=M, binary_search_steps=2, steps=20, lr=0.05, initial_const=1e-6,
+                                     max_const=1e6).run(x, y)
+    assert capped.n_success <= 4 and searched.n_success >= 15
+    assert torch.all(searched.const[searched.success] > 1e-5)  # reached only by raising c past the budget
+
+
+def test_never_broken_images_give_an_l2_that_says_so():
+    """An attack that breaks nothing reports infinite median L2 and the ceiling as mean, not a small mean."""
+    from satnb.evaluate import l2_summary
+
+    delta = torch.zeros(10, 3, 4, 4)
+    none = l2_summary(delta, torch.zeros(10, dtype=torch.bool), torch.full((3,), 0.25))
+    assert none["opt_success"] == 0 and none["opt_unbroken"] == 10 and none["opt_success_ci"][1] < 0.35
+    assert none["l2_median_px"] == math.inf and none["l2_median_norm"] == math.inf
+    assert none["l2_mean_px"] == pytest.approx(math.sqrt(48))
+    assert none["l2_mean_norm"] == pytest.approx(4 * math.sqrt(48))
+    assert math.isnan(none["l2_mean_broken_px"]) and none["l2_all_px"] == [None] * 10
+    # two broken images with small perturbations, eight never broken: the mean over all stays large
+    delta[:2] = 0.01
+    some = l2_summary(delta, torch.tensor([True, True] + [False] * 8), torch.full((3,), 0.25))
+    assert some["l2_mean_broken_px"] == pytest.approx(0.01 * math.sqrt(48))
+    assert some["l2_mean_px"] > 0.7 * math.sqrt(48) and some["l2_median_px"] == math.inf

@@ -30,7 +30,7 @@ def no_run(monkeypatch):
 
     def stub(profile, full, **kwargs):
         calls.append((profile, full, kwargs))
-        return {"profile": profile.name, "dataset": full.describe()}
+        return {"profile": profile.name, "dataset": full.describe(), "evaluation": {}}
 
     monkeypatch.setattr(satnb.results, "run_experiment", stub)
     return calls

@@ -44,7 +44,14 @@ def test_pipeline_end_to_end(tmp_path, tiny):
     # the attacks must beat uniform noise of the same size, and the larger attack must not be weaker
     assert res["dsr_small"] < res["noise_dsr_small"]
     assert res["dsr_large"] <= res["dsr_small"] + 0.1
-    assert res["opt_n"] == 6 and len(res["l2_all"]) == 6
+    assert res["opt_n"] == 6 and len(res["l2_all_px"]) == len(res["l2_all_norm"]) == 6
+    # every number that enters a verdict carries its interval, and robust accuracy is over the scanned prefix
+    for key in ("acc", "dsr_small", "dsr_large", "robust_small", "robust_large", "opt_success", "l2_median_px",
+                "l2_mean_norm"):
+        lo, hi = res[f"{key}_ci"]
+        assert lo <= res[key] <= hi, key
+    assert res["robust_small"] <= res["acc"] + 1e-9 and res["n_prefix"] >= res["n_attacked"]
+    assert res["robust_small"] == pytest.approx(res["dsr_small"] * res["n_attacked"] / res["n_prefix"])
     assert res["provenance"]["profile"] == "smoke" and res["provenance"]["dataset"]["dataset"] == "digits"
     # cached: the second call reads the stored JSON
     assert Pipeline(profile, data, Store(tmp_path), progress=False).evaluate("sup") == res

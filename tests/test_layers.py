@@ -4,7 +4,7 @@ from satnb.fingerprint import PACKAGE_DIR, _imports, _parse
 
 # rank of each module: a module may import only modules of a lower rank (imports inside functions count)
 LAYERS = [
-    ("config", "fingerprint"),
+    ("config", "fingerprint", "stats"),
     ("store", "data"),
     ("models", "augment", "losses", "knn", "mi"),
     ("pretrain", "features", "attacks"),

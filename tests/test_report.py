@@ -28,43 +28,6 @@ def _results(dataset="cifar10", sup=(0.9, 0.2, 0.1, 0.3), amdim=(0.8, 0.5, 0.3, 
                           "alp": {"name": "alp", "train_seconds": times[2]}}}
 
 
-def test_claims_hold_when_numbers_say_so():
-    v = claims.claims_table(_results())["verdict"].tolist()
-    assert v == ["holds", "holds", "holds", "not tested"]
-
-
-def test_claims_fail_when_numbers_say_so():
-    res = _results(amdim=(0.8, 0.1, 0.05, 0.2), sat_amdim=(0.5, 0.9, 0.8), sat_npid=(0.7, 0.31, 0.2),
-                   times=(100.0, 50.0, 60.0))
-    v = claims.claims_table(res)["verdict"].tolist()
-    assert v[:3] == ["does not hold", "does not hold", "does not hold"]
-
-
-def test_claims_partly_and_untested():
-    res = _results(amdim=(0.8, 0.5, 0.05, 0.6), times=(40.0, 50.0, 100.0))
-    v = claims.claims_table(res)["verdict"].tolist()
-    assert v[0] == "partly holds" and v[2] == "partly holds"
-    del res["evaluation"]["pixel"]["sat-amdim"], res["evaluation"]["pixel"]["sat-npid"]
-    res["sat"], res["baselines"] = {}, {}
-    v = claims.claims_table(res)["verdict"].tolist()
-    assert v[1] == v[2] == "not tested"
-
-
-def test_claim2_needs_both_seeds():
-    """A claim about AMDIM and NPID is not decided on NPID alone: a missing model makes it "not tested"."""
-    res = _results()
-    del res["evaluation"]["pixel"]["sat-amdim"]
-    row = claims.claims_table(res).iloc[1]
-    assert row["verdict"] == "not tested" and "sat-amdim" in row["evidence"]
-
-
-def test_claim4_only_on_stl10():
-    res = _results(dataset="stl10")
-    assert claims.claims_table(res)["verdict"].iloc[3] == "holds"  # SAT (0.75, 0.7) is not dominated
-    res["evaluation"]["pixel"]["mat"] = _eval(0.9, 0.8, 0.7)
-    assert claims.claims_table(res)["verdict"].iloc[3] == "does not hold"
-
-
 def test_paper_table_differences():
     t = tables.paper_table(_results(), spaces=("pixel",))
     row = t.loc[("pixel", "SUP")]

@@ -1,0 +1,137 @@
+"""Verdicts follow paired 95% intervals on simulated per-image outcomes: holds, does not hold, inconclusive."""
+
+import math
+
+import numpy as np
+import pytest
+
+from satnb import claims, stats
+
+N_TEST = 800
+
+
+def record(rng, p_correct, p_survive, n_attack=300, l2_scale=None, p_broken=1.0, correct=None):
+    """An evaluation record as `satnb.evaluate.evaluate` writes it, from simulated per-image outcomes."""
+    correct = rng.random(N_TEST) < p_correct if correct is None else correct
+    idx = np.flatnonzero(correct)[:n_attack]
+    small, large = rng.random(len(idx)) < p_survive, rng.random(len(idx)) < p_survive * 0.7
+    r = {"acc": float(correct.mean()), "dsr_small": float(small.mean()), "dsr_large": float(large.mean()),
+         "noise_dsr_small": 1.0, "noise_dsr_large": 1.0, "n_attacked": len(idx), "n_prefix": int(idx[-1]) + 1,
+         "train_seconds": 1.0,
+         "per_image": {"correct": stats.pack_bits(correct), "survived_small": stats.pack_bits(small),
+                       "survived_large": stats.pack_bits(large)}}
+    if l2_scale is not None:
+        l2 = rng.exponential(l2_scale, 100)
+        broken = rng.random(100) < p_broken
+        r.update(opt_n=100, l2_all_norm=[float(v) if b else None for v, b in zip(l2, broken)])
+    return r
+
+
+def run(ev, dataset="cifar10", times=(10.0, 50.0, 60.0)):
+    return {"profile": "smoke", "dataset": {"dataset": dataset, "source": "test"}, "evaluation": {"pixel": ev},
+            "sat": {"amdim": {"name": "sat-amdim", "train_seconds": times[0], "trajectory": []}},
+            "baselines": {"mat": {"name": "mat", "train_seconds": times[1]},
+                          "alp": {"name": "alp", "train_seconds": times[2]}}}
+
+
+def models(rng, ssl_survive=0.6, sup_survive=0.2, sat_gain=0.3, sat_acc=0.78, l2=(2.0, 1.0)):
+    return {"amdim": record(rng, 0.8, ssl_survive, l2_scale=l2[0]), "sup": record(rng, 0.9, sup_survive,
+                                                                                  l2_scale=l2[1]),
+            "npid": record(rng, 0.7, 0.3), "sat-amdim": record(rng, sat_acc, ssl_survive + sat_gain),
+            "sat-npid": record(rng, sat_acc - 0.1, 0.3 + sat_gain)}
+
+
+def test_clear_differences_hold():
+    v = claims.claims_table(run(models(np.random.default_rng(0))))["verdict"].tolist()
+    assert v == ["holds", "holds", "holds", "not tested"]
+
+
+def test_clear_reversals_do_not_hold():
+    ev = models(np.random.default_rng(1), ssl_survive=0.1, sup_survive=0.6, sat_gain=-0.05, l2=(0.5, 2.0))
+    v = claims.claims_table(run(ev, times=(100.0, 50.0, 60.0)))["verdict"].tolist()
+    assert v[:3] == ["does not hold", "does not hold", "does not hold"]
+
+
+def test_equal_models_are_inconclusive_and_say_what_n_would_decide():
+    rng = np.random.default_rng(2)
+    ev = models(rng, ssl_survive=0.4, sup_survive=0.4, sat_gain=0.05, l2=(1.0, 1.0))
+    table = claims.claims_table(run(ev))
+    assert table["verdict"].iloc[0].startswith("inconclusive at this N")
+    # the claim-2 gain of 5 points sits on its threshold: neither side can be excluded
+    assert table["verdict"].iloc[1].startswith("inconclusive at this N")
+
+
+def test_claim2_needs_robust_accuracy_to_rise_not_only_dsr():
+    """The selection effect: SAT loses clean accuracy, DSR on the images left rises, robust accuracy does not."""
+    rng = np.random.default_rng(3)
+    ev = models(rng)
+    for seed in ("amdim", "npid"):
+        base_correct = claims._bits(ev[seed], "correct")
+        keep = base_correct & (rng.random(N_TEST) < 0.55)  # SAT keeps 55% of the seed's correct images
+        ev[f"sat-{seed}"] = record(rng, None, 0.75, correct=keep)
+        ev[seed] = record(rng, None, 0.55, correct=base_correct)
+    c = claims.claim2(ev)
+    by = {(k.metric, k.models[1]): k for k in c.comparisons}
+    assert by[("DSR small", "amdim")].diff.value > 0.15  # DSR rose a lot on the common set ...
+    assert by[("robust accuracy small", "amdim")].verdict == "does not hold"  # ... robust accuracy fell
+    assert c.verdict == "does not hold"
+
+
+def test_paired_intervals_use_the_same_images():
+    rng = np.random.default_rng(4)
+    a, b = record(rng, 0.8, 0.5), record(rng, 0.8, 0.5)
+    d = claims.paired_dsr(a, b, "small")
+    both = np.intersect1d(claims._attacked(a), claims._attacked(b))
+    assert d.n == len(both) and d.lo < 0 < d.hi
+    same = claims.paired_robust(a, a, "small")
+    assert same.value == 0 and same.n == a["n_prefix"]
+
+
+def test_l2_comparison_counts_unbroken_images_as_infinite():
+    rng = np.random.default_rng(5)
+    robust_model = record(rng, 0.8, 0.5, l2_scale=0.5, p_broken=0.3)  # most images never broken
+    weak_model = record(rng, 0.8, 0.5, l2_scale=0.5, p_broken=1.0)
+    d = claims.paired_l2(robust_model, weak_model)
+    assert d.value == math.inf and d.lo > 0  # never "smaller L2" for the model that resists
+
+
+def test_missing_models_and_old_files_are_not_tested():
+    rng = np.random.default_rng(6)
+    ev = models(rng)
+    del ev["sat-amdim"]
+    row = claims.assess(run(ev))[1]
+    assert row.verdict == "not tested" and "sat-amdim" in row.evidence
+    ev = models(rng)
+    del ev["sup"]["per_image"]
+    row = claims.assess(run(ev))[0]
+    assert row.verdict == "not tested" and "per-image outcomes" in row.evidence
+
+
+def test_claim4_only_on_stl10():
+    ev = models(np.random.default_rng(7))
+    ev["mat"] = record(np.random.default_rng(8), 0.5, 0.3)
+    assert claims.assess(run(ev, dataset="stl10"))[3].verdict == "holds"
+    ev["mat"] = record(np.random.default_rng(8), 0.95, 0.99)
+    assert claims.assess(run(ev, dataset="stl10"))[3].verdict == "does not hold"
+
+
+def test_records_carry_rule_difference_and_interval():
+    recs = claims.claims_records(run(models(np.random.default_rng(9))))
+    assert [r["verdict"] for r in recs][:3] == ["holds", "holds", "holds"]
+    first = recs[0]["comparisons"][0]
+    assert recs[0]["rule"] and first["diff"]["lo"] <= first["diff"]["value"] <= first["diff"]["hi"]
+    diffs = claims.differences_table(run(models(np.random.default_rng(9))))
+    assert set(diffs["claim"]) == {1, 2} and (diffs["95% low"] <= diffs["95% high"]).all()
+    assert diffs.loc[diffs["metric"] == "clean accuracy", "threshold"].iloc[0] == pytest.approx(-0.10)
+
+
+def test_common_set_dsr_shows_the_selection_effect():
+    rng = np.random.default_rng(10)
+    base = record(rng, 0.8, 0.5)
+    kept = claims._bits(base, "correct") & (rng.random(N_TEST) < 0.5)
+    ev = {"amdim": base, "sat-amdim": record(rng, None, 0.5, correct=kept)}
+    t = claims.common_set_dsr(ev, ["amdim", "sat-amdim"])
+    common = np.intersect1d(claims._attacked(base), claims._attacked(ev["sat-amdim"]))
+    assert (t["common images"] == len(common)).all()
+    own = claims._bits(base, "survived_small")[np.searchsorted(claims._attacked(base), common)]
+    assert t.loc["SSL (AMDIM)", "DSR small (common set)"] == pytest.approx(own.mean())

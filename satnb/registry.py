@@ -45,9 +45,16 @@ class TrainedModel:
         """Mean fine-tuning wall time per optimiser step."""
         return self.train_seconds / self.n_updates if self.n_updates else float("nan")
 
+    @property
+    def trajectory_seconds(self) -> list[float]:
+        """Fine-tuning wall time spent before each trajectory point (evaluations excluded)."""
+        unit = "epoch" if self.kind == "baseline" else "iteration"
+        return [float(sum(h["seconds"] for h in self.history if h[unit] <= row[unit])) for row in self.trajectory]
+
     def fine_tuning_record(self) -> dict:
         """What a results file records of a SAT or baseline run."""
-        return {"name": self.name, "train_seconds": self.train_seconds, "trajectory": self.trajectory,
+        trajectory = [{**row, "train_seconds": s} for row, s in zip(self.trajectory, self.trajectory_seconds)]
+        return {"name": self.name, "train_seconds": self.train_seconds, "trajectory": trajectory,
                 "eval_seconds": self.eval_seconds, "n_updates": self.n_updates,
                 "seconds_per_update": self.seconds_per_update,
                 **({"seed": self.seed_model} if self.kind == "sat" else {})}

@@ -27,11 +27,21 @@ def record(rng, p_correct, p_survive, n_attack=300, l2_scale=None, p_broken=1.0,
     return r
 
 
-def run(ev, dataset="cifar10", times=(10.0, 50.0, 60.0)):
+def trajectory(total_s, robust):
+    """Evaluation points at equal time steps with the given robust accuracies."""
+    step = total_s / max(len(robust) - 1, 1)
+    return [{"iteration": i, "robust_small": r, "train_seconds": i * step} for i, r in enumerate(robust)]
+
+
+def run(ev, dataset="cifar10", times=(10.0, 50.0, 60.0), encoders=("amdim", "amdim")):
     return {"profile": "smoke", "dataset": {"dataset": dataset, "source": "test"}, "evaluation": {"pixel": ev},
-            "sat": {"amdim": {"name": "sat-amdim", "train_seconds": times[0], "trajectory": []}},
-            "baselines": {"mat": {"name": "mat", "train_seconds": times[1]},
-                          "alp": {"name": "alp", "train_seconds": times[2]}}}
+            "settings": {"train": {"amdim": {"encoder": encoders[0]}, "sup": {"encoder": encoders[1]}}},
+            "sat": {"amdim": {"name": "sat-amdim", "train_seconds": times[0],
+                              "trajectory": trajectory(times[0], [0.2, 0.3, 0.4])}},
+            "baselines": {"mat": {"name": "mat", "train_seconds": times[1],
+                                  "trajectory": trajectory(times[1], [0.1, 0.3, 0.4])},
+                          "alp": {"name": "alp", "train_seconds": times[2],
+                                  "trajectory": trajectory(times[2], [0.1, 0.2, 0.45])}}}
 
 
 def models(rng, ssl_survive=0.6, sup_survive=0.2, sat_gain=0.3, sat_acc=0.78, l2=(2.0, 1.0)):
@@ -135,3 +145,16 @@ def test_common_set_dsr_shows_the_selection_effect():
     assert (t["common images"] == len(common)).all()
     own = claims._bits(base, "survived_small")[np.searchsorted(claims._attacked(base), common)]
     assert t.loc["SSL (AMDIM)", "DSR small (common set)"] == pytest.approx(own.mean())
+
+
+def test_claim3_is_time_to_equal_robustness_on_one_encoder():
+    res = run(models(np.random.default_rng(11)))
+    c = claims.claim3(res)
+    # target 40%: SAT reaches it at 10 s, MAT at 50 s; vs ALP the target is 40% too (ALP's path reaches 45% at 60 s)
+    assert c.verdict == "holds" and "SAT 10 s vs MAT 50 s" in c.evidence
+    slow = run(models(np.random.default_rng(11)), times=(100.0, 50.0, 60.0))
+    assert claims.claim3(slow).verdict == "does not hold"
+    other = run(models(np.random.default_rng(11)), encoders=("amdim", "convnet"))
+    c = claims.claim3(other)
+    assert c.verdict == "not tested" and "different architectures" in c.evidence
+    assert claims.time_to_target(trajectory(10.0, [0.1, 0.2]), 0.5) is None

@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default=None, help="results file (default: results/<profile>-<dataset>.json)")
     run.add_argument("--force", action="store_true",
                      help="let the default --out replace a committed results file or one made from other data")
+    run.add_argument("--labelled-per-class", type=int, default=None, metavar="N",
+                     help="claim 4's label-scarce regime: only N images per class carry labels (the kNN library, "
+                          "SUP and AT/MAT/ALP); SSL and SAT use every image")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--threads", default=None,
                      help="torch CPU threads (default: $SATNB_THREADS or torch's choice); use 1 when runs share cores")
@@ -88,6 +91,10 @@ def _run(args: argparse.Namespace) -> int:
     from satnb.results import run_experiment
 
     profile = get_profile(args.profile)
+    if args.labelled_per_class is not None:
+        if args.labelled_per_class < 1:
+            raise ConfigError(f"--labelled-per-class must be a positive integer, got {args.labelled_per_class}")
+        profile = profile.replace(labelled_per_class=args.labelled_per_class)
     threads = args.threads or os.environ.get("SATNB_THREADS") or None
     stages = [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
@@ -110,7 +117,8 @@ def _run(args: argparse.Namespace) -> int:
         full = load_dataset(dataset, fallback=profile.fallback_to_digits)
     for w in caught:
         print(f"satnb: warning: {w.message}", file=sys.stderr, flush=True)
-    out = Path(args.out or f"results/{profile.name}-{full.name}.json")
+    scarce = f"-labelled{profile.labelled_per_class}" if profile.labelled_per_class else ""
+    out = Path(args.out or f"results/{profile.name}-{full.name}{scarce}.json")
     if not args.out:
         if not args.force:
             from satnb.data import profile_subset

@@ -80,6 +80,9 @@ class Profile:
     n_train: int | None = None  # stratified subset of the training split (None: all)
     n_test: int | None = None  # stratified subset of the test split (None: all)
     n_library: int | None = None  # images of the train subset that form the kNN library
+    # claim 4's label-scarce regime: only this many images per class carry labels; they form the kNN
+    # library and are all SUP and the supervised baselines see, while SSL and SAT use every image
+    labelled_per_class: int | None = None
     train: dict[str, TrainSettings] = field(default_factory=dict)
     k: int = 75
     m: int = 300

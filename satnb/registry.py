@@ -73,15 +73,28 @@ class Models:
         self.device, self.progress = torch.device(device), progress
         self.entries: dict[str, TrainedModel] = {}
         n_lib = profile.n_library
+        if profile.labelled_per_class:
+            n_lib = _labelled_count(profile.labelled_per_class, data)
         self.library_index = (stratified_indices(data.y_train, n_lib, profile.seed)
                               if n_lib and n_lib < len(data.y_train) else np.arange(len(data.y_train)))
+        # the images whose labels training may read: all of them, or only the library in the label-scarce regime
+        self.labelled_index = self.library_index if profile.labelled_per_class else np.arange(len(data.y_train))
+
+    def labelled_data(self) -> Dataset:
+        """The training split restricted to the images whose labels may be used (SUP, AT, MAT, ALP)."""
+        if not self.profile.labelled_per_class:
+            return self.data
+        idx = self.labelled_index
+        return dataclasses.replace(self.data, x_train=self.data.x_train[idx], y_train=self.data.y_train[idx],
+                                   x_unlabeled=None, _fingerprint=None)
 
     def train(self, method: str) -> TrainedModel:
         """Train (or load from the cache) one of the paper's representation-learning methods."""
         if method not in METHODS:
             raise ConfigError(f"unknown method {method!r}; valid methods are {', '.join(METHODS)}")
         if method not in self.entries:
-            res = train(method, self.data, self.profile.train[method], self.store, seed=self.profile.seed,
+            data = self.labelled_data() if method == "sup" else self.data
+            res = train(method, data, self.profile.train[method], self.store, seed=self.profile.seed,
                         device=self.device, progress=self.progress, profile=self.profile.name)
             self.entries[method] = TrainedModel(method, res.model, res.artifact.key, res.wall_time_s, res.cached,
                                                 history=res.history)
@@ -142,7 +155,8 @@ class Models:
         if method not in BASELINES:
             raise ConfigError(f"unknown baseline {method!r}; use one of {', '.join(BASELINES)}")
         base, p = self.entry("sup"), self.profile
-        res = adversarial_train(base.model, method, self.data.x_train, self.data.y_train, p.small, p.baselines,
+        labelled = self.labelled_data()
+        res = adversarial_train(base.model, method, labelled.x_train, labelled.y_train, p.small, p.baselines,
                                 store=self.store, data_fingerprint=self.data.fingerprint(), base_key=base.key,
                                 seed=p.seed, device=self.device, progress=self.progress,
                                 eval_fn=lambda model, ep: self.trajectory_eval(model),
@@ -151,3 +165,12 @@ class Models:
                                      kind="baseline", history=res.history, trajectory=res.trajectory,
                                      n_updates=res.n_updates, eval_seconds=res.eval_seconds, seed_model="sup"))
 
+
+
+def _labelled_count(per_class: int, data: Dataset) -> int:
+    """How many labelled images the label-scarce regime keeps, checked against the data."""
+    counts = np.bincount(data.y_train, minlength=data.n_classes)
+    if per_class < 1 or per_class > counts.min():
+        raise ConfigError(f"labelled_per_class={per_class} must be between 1 and {int(counts.min())} (the smallest "
+                          "class of the training split); lower it")
+    return per_class * data.n_classes

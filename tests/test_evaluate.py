@@ -180,3 +180,29 @@ def test_features_are_cached_on_disk_and_match_a_fresh_extraction(tiny, tmp_path
     assert torch.equal(warm.optimization_examples("sup", n=3)["adv"], ex["adv"])
     with pytest.raises(ConfigError, match="unknown split"):
         warm.features("sup", "train")
+
+
+def test_label_scarce_regime_gives_labels_only_to_the_library(tiny, tmp_path, monkeypatch):
+    """Claim 4's proxy: SUP and the baselines see only the labelled images; SSL sees them all, without labels."""
+    from satnb import registry
+
+    data, profile = tiny
+    seen = {}
+    real_train, real_adv = registry.train, registry.adversarial_train
+
+    def spy_train(method, d, *args, **kwargs):
+        seen[method] = len(d.y_train)
+        return real_train(method, d, *args, **kwargs)
+
+    def spy_adv(model, method, x, y, *args, **kwargs):
+        seen[method] = len(y)
+        return real_adv(model, method, x, y, *args, **kwargs)
+
+    monkeypatch.setattr(registry, "train", spy_train)
+    monkeypatch.setattr(registry, "adversarial_train", spy_adv)
+    pipe = Pipeline(profile.replace(labelled_per_class=8, n_attack=10), data, Store(tmp_path), progress=False)
+    pipe.train("sup"), pipe.train("simclr"), pipe.baseline("at")
+    assert len(pipe.library_index) == 80 and np.bincount(data.y_train[pipe.library_index]).tolist() == [8] * 10
+    assert seen == {"sup": 80, "simclr": len(data.y_train), "at": 80}
+    with pytest.raises(ConfigError, match="labelled_per_class=999"):
+        Pipeline(profile.replace(labelled_per_class=999), data, Store(tmp_path), progress=False)

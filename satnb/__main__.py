@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import NoReturn
 
-STAGES = ("train", "evaluate", "sat", "baselines")
+STAGES = ("train", "evaluate", "sat", "baselines", "robustness")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -368,12 +368,20 @@ class KNNOptimizationAttack(Attack):
     def _fooled(self, feats: Tensor, y: Tensor) -> Tensor:
         return self.knn.predict(feats.detach()).to(y.device) != y
 
-    def _optimize(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        b = len(x)
+    def _prepare(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """What the objective needs per image (batch-first tensors): here the guide group's mean feature."""
         with torch.no_grad():
             clean = self.model.features(x)
         idx = guide_groups(self.knn, clean, y.cpu(), m=self.m, mode=self.guide)
-        target = guide_means(self.knn, idx).to(clean.device, clean.dtype)
+        return {"target": guide_means(self.knn, idx).to(clean.device, clean.dtype)}
+
+    def _objective(self, feats: Tensor, y: Tensor, state: dict[str, Tensor]) -> Tensor:
+        """The term c multiplies, per image: m ||f - mean||^2, the paper's sum over the group up to a constant."""
+        return self.m * (feats - state["target"]).pow(2).sum(1)
+
+    def _optimize(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        b = len(x)
+        state = self._prepare(x, y)
         w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
         w_start = w0.clone()  # an image not fooled yet continues from where its last round ended
         c = torch.full((b,), self.initial_const, dtype=torch.float64)
@@ -391,7 +399,8 @@ class KNNOptimizationAttack(Attack):
                 break
             act = active.nonzero().flatten()
             dev = act.to(x.device)
-            fooled, w_end = self._round(x[dev], y[act.to(y.device)], w_start[dev], target[dev], c[act], act,
+            part = {k: v[dev] for k, v in state.items()}
+            fooled, w_end = self._round(x[dev], y[act.to(y.device)], w_start[dev], part, c[act], act,
                                         best_adv, best_l2, best_c)
             done = torch.zeros(b, dtype=torch.bool)
             done[act] = fooled.cpu()
@@ -412,15 +421,16 @@ class KNNOptimizationAttack(Attack):
         best_c = torch.where(success.cpu(), best_c, torch.full_like(best_c, math.nan))
         return best_adv, l2, success, best_c
 
-    def _round(self, x: Tensor, y: Tensor, w0: Tensor, target: Tensor, c: Tensor, act: Tensor, best_adv: Tensor,
-               best_l2: Tensor, best_c: Tensor) -> tuple[Tensor, Tensor]:
-        """One constant per image: `steps` Adam steps on eq. 1 from w0; keeps the smallest fooling example (in place).
+    def _round(self, x: Tensor, y: Tensor, w0: Tensor, state: dict[str, Tensor], c: Tensor, act: Tensor,
+               best_adv: Tensor, best_l2: Tensor, best_c: Tensor) -> tuple[Tensor, Tensor]:
+        """One constant per image: `steps` Adam steps on ||delta||^2 + c * objective from w0; keeps the smallest
+        fooling example (in place).
 
         Returns which images were fooled at some step and the final w.
         """
         w = w0.clone().requires_grad_(True)
         opt = torch.optim.Adam([w], lr=self.lr)
-        coeff = (c * self.m).to(x.device, x.dtype)
+        coeff = c.to(x.device, x.dtype)
         fooled_now = torch.zeros(len(x), dtype=torch.bool, device=x.device)
         dev_act = act.to(x.device)
         with torch.enable_grad():
@@ -437,8 +447,7 @@ class KNNOptimizationAttack(Attack):
                 fooled_now |= fooled
                 if it == self.steps:
                     break
-                # m ||f - mean||^2 equals the paper's sum over the group up to a constant
-                loss = (l2sq + coeff * (feats - target).pow(2).sum(1)).sum()
+                loss = (l2sq + coeff * self._objective(feats, y, state)).sum()
                 (w.grad,) = torch.autograd.grad(loss, w)
                 opt.step()
         return fooled_now, w.detach()

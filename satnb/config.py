@@ -93,6 +93,9 @@ class Profile:
     opt_binary_steps: int = 10
     opt_steps: int = 100
     opt_max_const: float = 1e6  # an image never fooled keeps raising c (x10) up to this, past the search steps
+    zoo_queries: int = 1000  # the black-box attack's query budget per image ("Is the robustness real?")
+    zoo_restarts: int = 3  # random restarts of the stronger gradient attack
+    zoo_steps_factor: int = 5  # ... which takes this many times the paper's steps
     sat: SATSettings = SATSettings(iterations=300)
     baselines: BaselineSettings = BaselineSettings()
     mi_steps: int = 300  # critic training steps per level of the MI staircase
@@ -125,14 +128,14 @@ PROFILES: dict[str, Profile] = {
         name="smoke", n_train=1000, n_test=500, k=15, m=30, n_attack=40, n_attack_opt=12,
         train=_cpu_train({"amdim": 1, "npid": 1, "simclr": 1, "sup": 2}, 128,
                          amdim={"ndf": 16, "n_rkhs": 64, "n_depth": 1}),
-        opt_binary_steps=3, opt_steps=15,
+        opt_binary_steps=3, opt_steps=15, zoo_queries=100, zoo_restarts=2, zoo_steps_factor=2,
         sat=SATSettings(iterations=4, batch_size=50, refresh_every=2, eval_every=2),
         baselines=BaselineSettings(epochs=1, batch_size=50), mi_steps=40,
     ),
     "quick": Profile(
         name="quick", n_train=5000, n_test=1000, k=75, m=100, n_attack=200, n_attack_opt=30,
         train=_cpu_train({"amdim": 5, "npid": 6, "simclr": 8, "sup": 10}, 256, amdim=_SMALL_AMDIM),
-        opt_binary_steps=4, opt_steps=30,
+        opt_binary_steps=4, opt_steps=30, zoo_queries=300,
         sat=SATSettings(iterations=40, batch_size=100, refresh_every=10, eval_every=20),
         baselines=BaselineSettings(epochs=1, batch_size=100),
     ),

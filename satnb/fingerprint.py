@@ -27,6 +27,7 @@ STAGE_MODULES = {
     "sat": "satnb.adversarial",
     "baselines": "satnb.adversarial",
     "evaluate": "satnb.evaluate",
+    "robustness": "satnb.robustness",
 }
 
 

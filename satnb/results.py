@@ -16,6 +16,7 @@ from satnb.pipeline import Pipeline
 from satnb.store import Store, provenance
 
 SSL_SEEDS = ("amdim", "npid", "simclr")
+ALL_STAGES = ("train", "evaluate", "sat", "baselines", "robustness")
 
 
 def _slim(result: dict) -> dict:
@@ -24,7 +25,7 @@ def _slim(result: dict) -> dict:
 
 
 def run_experiment(profile: Profile, full: Dataset, device: torch.device | str = "cpu",
-                   stages: list[str] | tuple[str, ...] = ("train", "evaluate", "sat", "baselines"),
+                   stages: list[str] | tuple[str, ...] = ALL_STAGES,
                    methods: list[str] | tuple[str, ...] = METHODS, eps_spaces: list[str] | tuple[str, ...] = ("pixel",),
                    progress: bool = True, store: Store | None = None) -> dict:
     """Train, attack and evaluate every model of the profile; every stage is cached and resumable."""
@@ -32,7 +33,7 @@ def run_experiment(profile: Profile, full: Dataset, device: torch.device | str =
     return collect(pipe, stages, methods, eps_spaces)
 
 
-def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ("train", "evaluate", "sat", "baselines"),
+def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
             methods: list[str] | tuple[str, ...] = METHODS,
             eps_spaces: list[str] | tuple[str, ...] = ("pixel", "normalized")) -> dict:
     """The results record of a pipeline (what a notebook session or the CLI ran), computing what is missing."""
@@ -73,6 +74,11 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ("train", "eva
             out["evaluation"][space] = {n: _slim(pipe.evaluate(n, eps_space=space, optimization=True))
                                         for n in names}
         out["stage_seconds"]["evaluate"] = time.perf_counter() - t0
+    if "robustness" in stages:
+        t0 = time.perf_counter()
+        names = [*methods, *sat_names, *base_names]
+        out["robustness"] = {"pixel": {n: _slim(pipe.robustness(n)) for n in names}}
+        out["stage_seconds"]["robustness"] = time.perf_counter() - t0
     out["provenance"] = provenance(profile=profile.name, dataset=data.describe(), seed=profile.seed,
                                    wall_time_s=time.perf_counter() - t_start, device=str(device))
     ran = {"train"} | {s for s in stages if s in STAGE_MODULES}

@@ -52,6 +52,29 @@ class Studies:
         self.store.save_result(art, out)
         return out
 
+    def robustness(self, name: str, eps_space: str = "pixel") -> dict:
+        """Every attack we have on one model and their per-image worst case (cached; see `satnb.robustness`)."""
+        from satnb.robustness import attack_zoo
+
+        ent, p = self.entry(name), self.profile
+        settings = {"model": ent.key, "k": p.k, "m": p.m, "n_attack": p.n_attack, "n_attack_opt": p.n_attack_opt,
+                    "small": dataclasses.asdict(p.small), "large": dataclasses.asdict(p.large),
+                    "opt": [p.opt_binary_steps, p.opt_steps, p.opt_max_const],
+                    "zoo": [p.zoo_queries, p.zoo_restarts, p.zoo_steps_factor], "eps_space": eps_space,
+                    "n_library": len(self.library_index), "seed": p.seed}
+        art = self.store.artifact("robustness", settings, self.data.fingerprint(), code="satnb.robustness")
+        cached = self.store.load_result(art, required=("settings", "min_norm"))
+        if cached is not None:
+            return cached
+        t0 = time.perf_counter()
+        out = attack_zoo(ent.model, self.library(name), self.data.x_test, self.data.y_test, p, eps_space=eps_space,
+                         seed=p.seed, progress=self.progress)
+        out.update(model=name, provenance=provenance(profile=p.name, dataset=self.data.describe(), seed=p.seed,
+                                                     wall_time_s=time.perf_counter() - t0, device=str(self.device),
+                                                     code_module="satnb.robustness"))
+        self.store.save_result(art, out)
+        return out
+
     def evaluations(self, names: Sequence[str], eps_space: str = "pixel", optimization: bool = True) -> dict:
         """`evaluate` for several models, by name (what `tables.evaluation_table` shows)."""
         return {name: self.evaluate(name, eps_space, optimization) for name in names}

@@ -43,7 +43,7 @@ def problem(k: int, n_lib: int = 240, d: int = 4, n_query: int = 40, seed: int =
 
 
 def one_nn_lower_bound(x: torch.Tensor, y: torch.Tensor, lib: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """No perturbation shorter than min_p (||x - p|| - ||x - s||) / 2 (p another class, s the nearest same) flips 1-NN."""
+    """No shorter perturbation flips 1-NN: min_p (||x - p|| - ||x - s||) / 2, p of another class, s the nearest same."""
     d = torch.cdist(x.flatten(1), lib)
     same = torch.where(labels[None] == y[:, None], d, torch.inf).amin(1)
     other = torch.where(labels[None] != y[:, None], d, torch.inf).amin(1)

@@ -4,9 +4,10 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = {"config", "data", "fingerprint", "store", "models", "losses", "augment", "pretrain", "knn",
-               "features", "attacks", "mi", "adversarial", "evaluate", "registry", "libraries", "studies", "pipeline",
-               "results", "paper", "tables", "claims", "plots", "widgets", "notebook"}
+_SUBMODULES = {"config", "data", "fingerprint", "stats", "store", "models", "losses", "augment", "pretrain", "knn",
+               "features", "attacks", "adaptive", "mi", "adversarial", "evaluate", "robustness", "registry",
+               "libraries", "studies", "pipeline", "results", "paper", "tables", "claims", "plots", "performance",
+               "widgets", "notebook"}
 
 
 def __getattr__(name: str):

@@ -93,6 +93,7 @@ class Profile:
     opt_binary_steps: int = 10
     opt_steps: int = 100
     opt_max_const: float = 1e6  # an image never fooled keeps raising c (x10) up to this, past the search steps
+    n_attack_zoo: int | None = None  # images the attack zoo attacks: the first ones of the N (None: all N)
     zoo_queries: int = 1000  # the black-box attack's query budget per image ("Is the robustness real?")
     zoo_restarts: int = 3  # random restarts of the stronger gradient attack
     zoo_steps_factor: int = 5  # ... which takes this many times the paper's steps
@@ -135,7 +136,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile(
         name="quick", n_train=5000, n_test=1000, k=75, m=100, n_attack=200, n_attack_opt=30,
         train=_cpu_train({"amdim": 5, "npid": 6, "simclr": 8, "sup": 10}, 256, amdim=_SMALL_AMDIM),
-        opt_binary_steps=4, opt_steps=30, zoo_queries=300,
+        opt_binary_steps=4, opt_steps=30, n_attack_zoo=100, zoo_queries=200, zoo_restarts=2, zoo_steps_factor=3,
         sat=SATSettings(iterations=40, batch_size=100, refresh_every=10, eval_every=20),
         baselines=BaselineSettings(epochs=1, batch_size=100),
     ),

@@ -212,3 +212,27 @@ def tradeoff_plot(ours: pd.DataFrame, paper: bool = True) -> plt.Figure:
     axes[0][1].legend(handles, labels, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def attack_zoo_plot(table: pd.DataFrame, measure: str = "robust") -> plt.Figure:
+    """Robust accuracy (or DSR) of every model under each attack and the worst case, 95% intervals as bars."""
+    settings = list(dict.fromkeys(table["setting"]))
+    fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 3.8), sharey=True, squeeze=False)
+    attacks = list(dict.fromkeys(table["attack"]))
+    models = list(dict.fromkeys(table["model"]))
+    width = 0.8 / max(len(attacks), 1)
+    for ax, setting in zip(axes[0], settings):
+        sel = table[table["setting"] == setting]
+        for i, attack in enumerate(attacks):
+            rows = sel[sel["attack"] == attack].set_index("model").reindex(models)
+            pos = np.arange(len(models)) + (i - (len(attacks) - 1) / 2) * width
+            err = [rows[measure] - rows[f"{measure} lo"], rows[f"{measure} hi"] - rows[measure]]
+            ax.bar(pos, rows[measure], width, yerr=err, capsize=2, label=attack,
+                   color="black" if attack == "worst case" else None, alpha=0.85)
+        ax.set_xticks(np.arange(len(models)), models, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{setting} perturbation")
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("robust accuracy" if measure == "robust" else "DSR")
+    axes[0][-1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return fig

@@ -39,7 +39,7 @@ def attack_zoo(model: nn.Module, knn: KNN, x_test: np.ndarray | Tensor, y_test: 
     x_test, y_test = as_images(x_test), torch.as_tensor(np.asarray(y_test))
     pred = predict(model, knn, x_test)
     correct = (pred == y_test).numpy()
-    idx = first_correct(pred, y_test, min(profile.n_attack, int(correct.sum())))
+    idx = first_correct(pred, y_test, min(profile.n_attack_zoo or profile.n_attack, int(correct.sum())))
     n_prefix = int(idx[-1]) + 1
     x, y = x_test[idx], y_test[idx]
     m = min(profile.m, int(knn.class_counts.min()))
@@ -103,7 +103,9 @@ def worst_case_view(res: dict, space: str = "pixel") -> dict:
         if name not in zoo:
             continue
         z = zoo[name]
-        rec = {**r, "per_image": dict(r.get("per_image") or {})}
+        # the zoo may attack fewer images than the evaluation (n_attack_zoo): its own N and prefix go with its bits
+        rec = {**r, "per_image": dict(r.get("per_image") or {}), "n_attacked": z["n_attacked"],
+               "n_prefix": z["n_prefix"]}
         for setting in ("small", "large"):
             w = z["settings"][setting]["attacks"]["worst case"]
             rec[f"dsr_{setting}"], rec[f"dsr_{setting}_ci"] = w["dsr"], w["dsr_ci"]

@@ -60,7 +60,8 @@ class Studies:
         settings = {"model": ent.key, "k": p.k, "m": p.m, "n_attack": p.n_attack, "n_attack_opt": p.n_attack_opt,
                     "small": dataclasses.asdict(p.small), "large": dataclasses.asdict(p.large),
                     "opt": [p.opt_binary_steps, p.opt_steps, p.opt_max_const],
-                    "zoo": [p.zoo_queries, p.zoo_restarts, p.zoo_steps_factor], "eps_space": eps_space,
+                    "zoo": [p.n_attack_zoo, p.zoo_queries, p.zoo_restarts, p.zoo_steps_factor],
+                    "eps_space": eps_space,
                     "n_library": len(self.library_index), "seed": p.seed}
         art = self.store.artifact("robustness", settings, self.data.fingerprint(), code="satnb.robustness")
         cached = self.store.load_result(art, required=("settings", "min_norm"))

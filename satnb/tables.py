@@ -150,3 +150,31 @@ def environment(res: dict) -> pd.Series:
             "threads", "profile", "seed", "wall_time_s", "finished_at")
     source = short_source(res["dataset"]["source"])
     return pd.Series({k: p.get(k) for k in keys} | {"dataset source": source}, name="value")
+
+
+def zoo_table(records: Mapping[str, dict]) -> pd.DataFrame:
+    """One row per model, eps setting and attack (from `Pipeline.robustness`): DSR and robust accuracy, intervals."""
+    rows = []
+    for name, rec in records.items():
+        for setting, block in rec["settings"].items():
+            for attack, r in block["attacks"].items():
+                rows.append({"model": label(name), "setting": setting, "attack": attack, "DSR": r["dsr"],
+                             "DSR lo": r["dsr_ci"][0], "DSR hi": r["dsr_ci"][1], "robust": r["robust"],
+                             "robust lo": r["robust_ci"][0], "robust hi": r["robust_ci"][1],
+                             "s / image": r.get("seconds_per_image")})
+    return pd.DataFrame(rows)
+
+
+def l2_attacks_table(evaluations: Mapping[str, dict], zoo: Mapping[str, dict]) -> pd.DataFrame:
+    """The paper's optimisation attack beside the minimum-norm attack: success and median L2 with intervals."""
+    rows = []
+    for name in zoo:
+        for attack, r in (("optimisation (paper)", evaluations.get(name, {})), ("minimum-norm", zoo[name]["min_norm"])):
+            if "opt_success" not in r:
+                continue
+            rows.append({"model": label(name), "attack": attack, "broken": r["opt_success"],
+                         "broken lo": r["opt_success_ci"][0], "broken hi": r["opt_success_ci"][1],
+                         "median L2 (px)": r["l2_median_px"], "median L2 (px) lo": r["l2_median_px_ci"][0],
+                         "median L2 (px) hi": r["l2_median_px_ci"][1], "median L2 (norm)": r["l2_median_norm"],
+                         "images": r["opt_n"]})
+    return pd.DataFrame(rows).set_index(["model", "attack"]) if rows else pd.DataFrame()

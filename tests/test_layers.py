@@ -33,3 +33,11 @@ def test_no_module_imports_one_above_it():
             if RANK[dep] >= rank:
                 wrong.append(f"{mod} (layer {rank}) imports {dep} (layer {RANK[dep]})")
     assert not wrong, "\n".join(wrong)
+
+
+def test_every_module_is_reachable_as_an_attribute_of_satnb():
+    import satnb
+
+    for mod in RANK:
+        if mod != "satnb.__main__":
+            assert getattr(satnb, mod.split(".")[1]).__name__ == mod

@@ -11,7 +11,6 @@ on is part of its cache key already, and the store only decides where results ar
 from __future__ import annotations
 
 import ast
-import functools
 import hashlib
 from pathlib import Path
 
@@ -95,21 +94,51 @@ def normalized_source(module: str, root: Path = PACKAGE_DIR) -> str:
 
 
 def source_fingerprint(module: str, root: Path = PACKAGE_DIR) -> str:
-    """A short hash of the code of a module and its satnb import closure."""
-    return _cached_fingerprint(module, str(root), _mtimes(module, root))
+    """A short hash of the code of a module and its satnb import closure.
+
+    For the installed package the sources are read once per process (`snapshot`, taken when the
+    store is imported), so an edit to satnb while a run is going never gives the old code in
+    memory the new code's keys; for another root (a copy being edited) they are read each time.
+    """
+    if Path(root) == PACKAGE_DIR:
+        return _fingerprint(module, snapshot())
+    return _fingerprint(module, _read(Path(root)))
 
 
-def _mtimes(module: str, root: Path) -> tuple:
-    # the closure is re-read only when a file under root changed (a notebook session that edits satnb)
-    return tuple((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in sorted(root.glob("*.py")))
+def snapshot() -> dict[str, tuple[str, frozenset[str]]]:
+    """The package's sources as this process first read them: {module: (normalised code, satnb imports)}."""
+    global _SNAPSHOT
+    if _SNAPSHOT is None:
+        _SNAPSHOT = _read(PACKAGE_DIR)
+    return _SNAPSHOT
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_fingerprint(module: str, root: str, _stamp: tuple) -> str:
+_SNAPSHOT: dict[str, tuple[str, frozenset[str]]] | None = None
+
+
+def _read(root: Path) -> dict[str, tuple[str, frozenset[str]]]:
+    out = {}
+    for path in sorted(root.glob("*.py")):
+        mod = PACKAGE if path.stem == "__init__" else f"{PACKAGE}.{path.stem}"
+        tree = _parse(path)
+        out[mod] = (ast.unparse(_strip_docstrings(tree)), frozenset(_imports(tree, root)))
+    return out
+
+
+def _fingerprint(module: str, sources: dict[str, tuple[str, frozenset[str]]]) -> str:
+    if module not in sources:
+        raise ValueError(f"{module!r} is not a module of satnb")
+    seen, todo = set(), [module]
+    while todo:
+        mod = todo.pop()
+        if mod in seen or mod in NOT_CODE:
+            continue
+        seen.add(mod)
+        todo.extend(sources[mod][1] - seen)
     h = hashlib.blake2b(digest_size=8)
-    for mod in closure(module, Path(root)):
+    for mod in sorted(seen):
         h.update(mod.encode())
-        h.update(normalized_source(mod, Path(root)).encode())
+        h.update(sources[mod][0].encode())
     return h.hexdigest()
 
 

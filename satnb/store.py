@@ -20,9 +20,10 @@ import torch
 
 import satnb
 from satnb.config import cache_dir
-from satnb.fingerprint import source_fingerprint
+from satnb.fingerprint import snapshot, source_fingerprint
 
 PACKAGE_DIR = Path(satnb.__file__).resolve().parent
+snapshot()  # read satnb's sources now, at the start of a run: an edit made while it runs cannot change its keys
 
 
 class ArtifactError(RuntimeError):

@@ -101,7 +101,8 @@ def results_frame(res: dict, space: str = "pixel") -> pd.DataFrame:
             row[col] = r.get(key, np.nan)
             ci = _with_ci(r, key)
             row[f"{col} lo"], row[f"{col} hi"] = ci["lo"], ci["hi"]
-        row.update({"L2": r.get("l2", np.nan), "opt success": r.get("opt_success", np.nan), "N": r["n_attacked"],
+        row.update({"L2": r.get("l2", np.nan), "L2 broken": r.get("l2_mean_broken_norm", r.get("l2", np.nan)),
+                    "opt success": r.get("opt_success", np.nan), "N": r["n_attacked"],
                     "train s": r.get("train_seconds", np.nan)})
         rows.append(row)
     return pd.DataFrame(rows).set_index("name") if rows else pd.DataFrame()
@@ -123,11 +124,14 @@ def paper_table(res: dict, spaces: tuple[str, ...] = ("pixel", "normalized")) ->
                 continue
             shown = label(name)
             row = {"eps units": space, "model": shown}
-            # our L2 is the mean over all attacked images in normalised units: the paper's unit (see evaluate)
-            for col in ("ACC", "DSR small", "DSR large", "L2"):
+            # Table 1's L2 like for like: the mean over the images the attack broke, in normalised units (the
+            # authors' code's); the share it broke beside it. The verdicts use the median over all images instead.
+            for col, ours_col in (("ACC", "ACC"), ("DSR small", "DSR small"), ("DSR large", "DSR large"),
+                                  ("L2", "L2 broken")):
                 row[f"{col} paper"] = paper.loc[shown, col]
-                row[f"{col} ours"] = ours.loc[name, col]
-                row[f"{col} diff"] = ours.loc[name, col] - paper.loc[shown, col]
+                row[f"{col} ours"] = ours.loc[name, ours_col]
+                row[f"{col} diff"] = ours.loc[name, ours_col] - paper.loc[shown, col]
+            row["L2: share broken (ours)"] = ours.loc[name, "opt success"]
             rows.append(row)
     return pd.DataFrame(rows).set_index(["eps units", "model"]) if rows else pd.DataFrame()
 

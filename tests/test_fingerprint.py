@@ -108,3 +108,14 @@ def test_results_made_before_a_training_change_are_stale(pkg):
     stale = staleness(res, root=pkg)
     assert list(stale) == ["train"] and "satnb.pretrain" in stale["train"]
     assert "all" in staleness({"provenance": {}})  # a file from before stage fingerprints: nothing shows it current
+
+
+def test_an_edit_during_a_run_does_not_change_the_running_code_keys(pkg, monkeypatch):
+    """The installed package's sources are read once per process: the code in memory keeps its keys."""
+    monkeypatch.setattr(fingerprint, "PACKAGE_DIR", pkg)
+    monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)
+    before = source_fingerprint("satnb.pretrain", pkg)
+    edit(pkg / "pretrain.py", "losses.append(loss.item())", "losses.append(float(loss.item()))")
+    assert source_fingerprint("satnb.pretrain", pkg) == before  # this process still runs the old code
+    monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)  # a new process reads the new code
+    assert source_fingerprint("satnb.pretrain", pkg) != before

@@ -39,8 +39,8 @@ class KNNMinNormAttack(KNNOptimizationAttack):
     image.
     """
 
-    def __init__(self, model: nn.Module, knn: KNN, candidates: int | None = None, temperature: float = 3.0,
-                 kappa: float = 1.0, binary_search_steps: int = 10, steps: int = 100, lr: float = 1e-2,
+    def __init__(self, model: nn.Module, knn: KNN, candidates: int | None = None, temperature: float = 1.0,
+                 kappa: float = 10.0, binary_search_steps: int = 10, steps: int = 100, lr: float = 1e-2,
                  initial_const: float = 1e-1, max_const: float = 1e6, seed: int | None = None,
                  batch_size: int = 50, progress: bool = False) -> None:
         """Set the candidates per class (default: k), the soft vote's temperature and margin, and the search."""
@@ -49,9 +49,10 @@ class KNNMinNormAttack(KNNOptimizationAttack):
                          steps=steps, lr=lr, initial_const=initial_const, max_const=max_const, seed=seed,
                          batch_size=batch_size, progress=progress)
         self.candidates = _count(cand, "candidates", "e.g. k (75) library features per class")
-        # measured: a sharp sigmoid (0.05) saturates and leaves 10% of synthetic 1-NN / 5-NN images unbroken;
-        # 1.0 breaks those but leaves ~10% of quick-profile CIFAR-10 images; 3.0 broke 30 of 30 on NPID and SimCLR
-        self.temperature = _positive(temperature, "temperature", "e.g. 3.0 (in units of the k-th neighbour's distance)")
+        # measured: a sharp sigmoid (0.05) saturates and leaves 10% of synthetic 1-NN / 5-NN images unbroken; with
+        # kappa 1 the soft margin reaches -kappa before the hard vote flips on 10-20% of quick-profile CIFAR-10
+        # images, while kappa 10 (the soft margin keeps being pushed) broke 30 of 30 on each model tried
+        self.temperature = _positive(temperature, "temperature", "e.g. 1.0 (in units of the k-th neighbour's distance)")
         self.kappa = float(kappa)
 
     def __repr__(self) -> str:

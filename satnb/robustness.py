@@ -64,8 +64,8 @@ def attack_zoo(model: nn.Module, knn: KNN, x_test: np.ndarray | Tensor, y_test: 
                     res = atk.run(x, y)
                     adv = res.adv
                     q = np.where(res.success.numpy(), res.queries.numpy(), np.iinfo(np.int64).max)
-                    extra["dsr_by_queries"] = {str(b): float(1 - (q <= b).mean()) for b in BUDGETS
-                                               if b <= profile.zoo_queries}
+                    budgets = sorted({b for b in BUDGETS if b < profile.zoo_queries} | {profile.zoo_queries})
+                    extra["dsr_by_queries"] = {str(b): float(1 - (q <= b).mean()) for b in budgets}
                 else:
                     adv = atk(x, y)
                 survived &= (predict(model, knn, adv) == y).numpy()

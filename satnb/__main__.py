@@ -203,6 +203,7 @@ def _load(path: Path) -> dict:
 def _report(files: list[str]) -> int:
     from satnb.claims import assess
     from satnb.results import freshness
+    from satnb.robustness import worst_case_view
     from satnb.tables import paper_table, results_frame, with_intervals
 
     paths = [Path(f) for f in files] or sorted(Path("results").glob("*.json"))
@@ -224,8 +225,11 @@ def _report(files: list[str]) -> int:
                   "images scanned")
             print(with_intervals(frame.set_index("model"), cols).to_string())
             print()
-        for claim in assess(res):
-            print(f"{claim.text}: {claim.verdict.upper()}")
+        worst = assess(worst_case_view(res)) if res.get("robustness") else None
+        for i, claim in enumerate(assess(res)):
+            print(f"{claim.text}: {claim.verdict.upper()} (the paper's attacks)")
+            if worst is not None:
+                print(f"   under the worst case of every attack (attack zoo): {worst[i].verdict.upper()}")
             print(f"   rule: {claim.rule}")
             for line in (claim.evidence.split("; ") if claim.evidence else []):
                 print(f"   - {line}")

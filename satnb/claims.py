@@ -24,6 +24,7 @@ SAT_MIN_DSR_GAIN = 0.05  # claim 2's "a lot": DSR must rise by at least 5 points
 SAT_MAX_ACC_DROP = 0.10  # claim 2's "small drop": clean accuracy may fall by at most 10 points
 MUCH_CHEAPER = 0.5  # claim 3's "much less": at most half the fine-tuning time
 NOT_TESTED = "not tested"
+HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive at this N"
 
 RULES = {
     1: "holds if SSL (AMDIM) minus SUP is above 0 for DSR small and large (on the test images both classify "
@@ -92,6 +93,30 @@ class Claim:
                                 for c in self.comparisons]}
 
 
+# ----------------------------------------------------------------------------- the verdict rule
+
+
+def decide(diff: stats.Interval, threshold: float = 0.0) -> str:
+    """holds when the whole interval lies above the threshold, does not hold when below, else inconclusive."""
+    if math.isnan(diff.lo) or math.isnan(diff.hi):
+        return INCONCLUSIVE
+    if diff.lo > threshold:
+        return HOLDS
+    if diff.hi < threshold:
+        return FAILS
+    return INCONCLUSIVE
+
+
+def n_to_decide(diff: stats.Interval, threshold: float = 0.0) -> int | None:
+    """About how many images would make an interval this wide at this estimate exclude the threshold (None: never)."""
+    gap = abs(diff.value - threshold)
+    # the half of the interval that reaches across the threshold (bootstrap intervals need not be symmetric)
+    side = diff.value - diff.lo if diff.value > threshold else diff.hi - diff.value
+    if not diff.n or not math.isfinite(gap) or gap == 0 or not math.isfinite(side):
+        return None
+    return int(math.ceil(diff.n * (side / gap) ** 2))
+
+
 # ----------------------------------------------------------------------------- per-image outcomes
 
 
@@ -156,19 +181,19 @@ def has_outcomes(r: dict) -> bool:
 
 
 def _compare(metric: str, a: str, b: str, diff: stats.Interval, threshold: float = 0.0) -> Comparison:
-    return Comparison(metric, (a, b), diff, threshold, stats.decide(diff, threshold))
+    return Comparison(metric, (a, b), diff, threshold, decide(diff, threshold))
 
 
 def _combine(number: int, comparisons: list[Comparison], note: str = "") -> Claim:
     verdicts = [c.verdict for c in comparisons]
-    if stats.FAILS in verdicts:
-        verdict = stats.FAILS
-    elif all(v == stats.HOLDS for v in verdicts):
-        verdict = stats.HOLDS
+    if FAILS in verdicts:
+        verdict = FAILS
+    elif all(v == HOLDS for v in verdicts):
+        verdict = HOLDS
     else:
-        need = [stats.n_to_decide(c.diff, c.threshold) for c in comparisons if c.verdict == stats.INCONCLUSIVE]
+        need = [n_to_decide(c.diff, c.threshold) for c in comparisons if c.verdict == INCONCLUSIVE]
         need = [n for n in need if n is not None]
-        verdict = stats.INCONCLUSIVE + (f" (about {max(need):,} images would decide it)" if need else "")
+        verdict = INCONCLUSIVE + (f" (about {max(need):,} images would decide it)" if need else "")
     evidence = "; ".join(c.text() for c in comparisons) + (f" ({note})" if note else "")
     return Claim(number, verdict, evidence, comparisons)
 
@@ -196,7 +221,7 @@ def claim1(ev: dict) -> Claim:
     if l2 is not None:
         comps.append(_compare("median L2 (normalised)", "amdim", "sup", l2))
     others = [m for m in ("npid", "simclr") if m in ev and has_outcomes(ev[m])]
-    note = "; ".join(f"{label(m)} - SUP, DSR small: {paired_dsr(ev[m], s, 'small'):+.3f}" for m in others)
+    note = ", ".join(f"{label(m)} - SUP, DSR small: {paired_dsr(ev[m], s, 'small'):+.3f}" for m in others)
     return _combine(1, comps, note)
 
 
@@ -253,7 +278,7 @@ def claim3(res: dict, key: str = "robust_small") -> Claim:
         ok &= ratio <= MUCH_CHEAPER
         parts.append(f"to {key.replace('_', ' ')} {target:.1%}: SAT {t_sat:.0f} s vs {m.upper()} {t_b:.0f} s "
                      f"(ratio {ratio:.2f})")
-    return Claim(3, stats.HOLDS if ok else stats.FAILS, "; ".join(parts) + f"; {totals}; encoder {enc_sat}")
+    return Claim(3, HOLDS if ok else FAILS, "; ".join(parts) + f"; {totals}; encoder {enc_sat}")
 
 
 def claim4(res: dict, ev: dict) -> Claim:
@@ -272,10 +297,10 @@ def claim4(res: dict, ev: dict) -> Claim:
                 _compare("robust accuracy small", "sat-amdim", m, paired_robust(ev["sat-amdim"], ev[m], "small"))]
         comps += pair
         verdicts = [c.verdict for c in pair]
-        states.append(stats.FAILS if all(v == stats.FAILS for v in verdicts) else
-                      stats.HOLDS if stats.HOLDS in verdicts else stats.INCONCLUSIVE)
-    verdict = (stats.FAILS if stats.FAILS in states else stats.HOLDS if all(v == stats.HOLDS for v in states)
-               else stats.INCONCLUSIVE)
+        states.append(FAILS if all(v == FAILS for v in verdicts) else
+                      HOLDS if HOLDS in verdicts else INCONCLUSIVE)
+    verdict = (FAILS if FAILS in states else HOLDS if all(v == HOLDS for v in states)
+               else INCONCLUSIVE)
     regime = "STL-10" if dataset == "stl10" else f"CIFAR-10 proxy, {scarce} labelled images per class"
     return Claim(4, verdict, "; ".join(c.text() for c in comps) + f" ({regime})", comps)
 

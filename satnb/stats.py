@@ -1,8 +1,6 @@
 """95% intervals for the book's numbers: proportions (Wilson), differences (paired and unpaired), bootstrap statistics.
 
-Every verdict compares intervals, never bare numbers: `decide` turns an interval of a difference
-into "holds", "does not hold" or "inconclusive at this N", and `n_to_decide` says roughly how
-many images would settle an inconclusive one.
+The verdicts built on them (holds / does not hold / inconclusive at this N) are in `satnb.claims`.
 """
 
 from __future__ import annotations
@@ -14,7 +12,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 Z95 = 1.959963984540054
-HOLDS, FAILS, INCONCLUSIVE = "holds", "does not hold", "inconclusive at this N"
 
 
 @dataclass(frozen=True)
@@ -119,25 +116,6 @@ def paired_bootstrap(a, b, statistic: Statistic = np.median, n_boot: int = 2000,
     diffs = np.where(np.isnan(diffs), 0.0, diffs)  # inf - inf: both unbroken at this resample, no difference
     lo, hi = _percentiles(diffs)
     return Interval(point, lo, hi, len(a))
-
-
-def decide(diff: Interval, threshold: float = 0.0) -> str:
-    """holds when the whole interval lies above the threshold, does not hold when below, else inconclusive."""
-    if math.isnan(diff.lo) or math.isnan(diff.hi):
-        return INCONCLUSIVE
-    if diff.lo > threshold:
-        return HOLDS
-    if diff.hi < threshold:
-        return FAILS
-    return INCONCLUSIVE
-
-
-def n_to_decide(diff: Interval, threshold: float = 0.0) -> int | None:
-    """About how many images would make an interval this wide at this estimate exclude the threshold (None: never)."""
-    gap = abs(diff.value - threshold)
-    if not diff.n or not math.isfinite(gap) or gap == 0 or not math.isfinite(diff.half_width):
-        return None
-    return int(math.ceil(diff.n * (diff.half_width / gap) ** 2))
 
 
 def pack_bits(outcomes) -> str:

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from satnb import stats
+from satnb import claims, stats
 
 REPS = 2000
 
@@ -78,10 +78,15 @@ def test_paired_bootstrap_of_identical_values_is_zero():
 
 
 def test_decide_and_n_to_decide():
-    assert stats.decide(stats.Interval(0.1, 0.02, 0.18, 100)) == stats.HOLDS
-    assert stats.decide(stats.Interval(-0.1, -0.18, -0.02, 100)) == stats.FAILS
+    assert claims.decide(stats.Interval(0.1, 0.02, 0.18, 100)) == claims.HOLDS
+    assert claims.decide(stats.Interval(-0.1, -0.18, -0.02, 100)) == claims.FAILS
     wide = stats.Interval(0.03, -0.03, 0.09, 100)
-    assert stats.decide(wide) == stats.INCONCLUSIVE
-    assert stats.n_to_decide(wide) == 400  # half-width 0.06 vs a gap of 0.03: four times the images
-    assert stats.decide(stats.Interval(0.08, 0.06, 0.10, 100), threshold=0.05) == stats.HOLDS
-    assert stats.n_to_decide(stats.Interval(0.0, -0.1, 0.1, 100)) is None
+    assert claims.decide(wide) == claims.INCONCLUSIVE
+    assert claims.n_to_decide(wide) == 400  # half-width 0.06 vs a gap of 0.03: four times the images
+    assert claims.decide(stats.Interval(0.08, 0.06, 0.10, 100), threshold=0.05) == claims.HOLDS
+    assert claims.n_to_decide(stats.Interval(0.0, -0.1, 0.1, 100)) is None
+
+
+def test_n_to_decide_uses_the_side_that_crosses_the_threshold():
+    lopsided = stats.Interval(1.4, -0.1, 2.2, 17)  # a bootstrap interval barely reaching below 0
+    assert claims.n_to_decide(lopsided) == math.ceil(17 * (1.5 / 1.4) ** 2)

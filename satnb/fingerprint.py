@@ -76,21 +76,7 @@ def _parse(path: Path) -> ast.AST:
 
 def closure(module: str, root: Path = PACKAGE_DIR) -> list[str]:
     """Every satnb module the given one depends on, itself included, sorted (config and store left out)."""
-    if _path(module, root) is None:
-        raise ValueError(f"{module!r} is not a module of satnb (looked under {root})")
-    seen, todo = set(), [module]
-    while todo:
-        mod = todo.pop()
-        if mod in seen or mod in NOT_CODE:
-            continue
-        seen.add(mod)
-        todo.extend(_imports(_parse(_path(mod, root)), root) - seen)
-    return sorted(seen)
-
-
-def normalized_source(module: str, root: Path = PACKAGE_DIR) -> str:
-    """A module's code without comments, docstrings or formatting (what its fingerprint hashes)."""
-    return ast.unparse(_strip_docstrings(_parse(_path(module, root))))
+    return sorted(_walk(module, snapshot() if Path(root) == PACKAGE_DIR else _read(Path(root))))
 
 
 def source_fingerprint(module: str, root: Path = PACKAGE_DIR) -> str:
@@ -125,7 +111,8 @@ def _read(root: Path) -> dict[str, tuple[str, frozenset[str]]]:
     return out
 
 
-def _fingerprint(module: str, sources: dict[str, tuple[str, frozenset[str]]]) -> str:
+def _walk(module: str, sources: dict[str, tuple[str, frozenset[str]]]) -> set[str]:
+    """The module and every satnb module it imports, at any depth (config, store, fingerprint left out)."""
     if module not in sources:
         raise ValueError(f"{module!r} is not a module of satnb")
     seen, todo = set(), [module]
@@ -135,8 +122,12 @@ def _fingerprint(module: str, sources: dict[str, tuple[str, frozenset[str]]]) ->
             continue
         seen.add(mod)
         todo.extend(sources[mod][1] - seen)
+    return seen
+
+
+def _fingerprint(module: str, sources: dict[str, tuple[str, frozenset[str]]]) -> str:
     h = hashlib.blake2b(digest_size=8)
-    for mod in sorted(seen):
+    for mod in sorted(_walk(module, sources)):
         h.update(mod.encode())
         h.update(sources[mod][0].encode())
     return h.hexdigest()

@@ -30,51 +30,54 @@ class Studies:
     """
 
     # the paper's protocol -------------------------------------------------
-    def evaluate(self, name: str, eps_space: str = "pixel", optimization: bool = True) -> dict:
-        """ACC, DSR small/large, noise control and L2 for one model (cached; the record a results file holds)."""
-        ent = self.entry(name)
+    def _protocol_settings(self, name: str, eps_space: str) -> dict:
+        """What the paper's protocol on one model depends on (part of the evaluation's and the zoo's keys)."""
         p = self.profile
-        settings = {"model": ent.key, "k": p.k, "m": p.m, "n_attack": p.n_attack, "n_attack_opt": p.n_attack_opt,
-                    "small": dataclasses.asdict(p.small), "large": dataclasses.asdict(p.large),
-                    "opt": [p.opt_binary_steps, p.opt_steps, p.opt_max_const], "eps_space": eps_space,
-                    "optimization": optimization, "n_library": len(self.library_index), "seed": p.seed}
-        art = self.store.artifact("evaluate", settings, self.data.fingerprint(), code="satnb.evaluate")
-        cached = self.store.load_result(art, numbers=EVALUATION_NUMBERS)
+        return {"model": self.entry(name).key, "k": p.k, "m": p.m, "n_attack": p.n_attack,
+                "n_attack_opt": p.n_attack_opt, "small": dataclasses.asdict(p.small),
+                "large": dataclasses.asdict(p.large), "opt": [p.opt_binary_steps, p.opt_steps, p.opt_max_const],
+                "eps_space": eps_space, "n_library": len(self.library_index), "seed": p.seed}
+
+    def _cached_record(self, stage: str, code: str, name: str, settings: dict, compute: Callable[[], dict],
+                       **checks: Any) -> dict:
+        """A model's JSON record of a stage: loaded (checked with `checks`) when cached, else computed and saved."""
+        art = self.store.artifact(stage, settings, self.data.fingerprint(), code=code)
+        cached = self.store.load_result(art, **checks)
         if cached is not None:
             return cached
-        t0 = time.perf_counter()
-        out = evaluate(ent.model, self.library(name), self.data.x_test, self.data.y_test, p, eps_space=eps_space,
-                       optimization=optimization, seed=p.seed, progress=self.progress)
-        out.update(model=name, train_seconds=ent.train_seconds)
+        p, t0 = self.profile, time.perf_counter()
+        out = compute()
+        out["model"] = name
         out["provenance"] = provenance(profile=p.name, dataset=self.data.describe(), seed=p.seed,
                                        wall_time_s=time.perf_counter() - t0, device=str(self.device),
-                                       code_module="satnb.evaluate")
+                                       code_module=code)
         self.store.save_result(art, out)
         return out
+
+    def evaluate(self, name: str, eps_space: str = "pixel", optimization: bool = True) -> dict:
+        """ACC, DSR small/large, noise control and L2 for one model (cached; the record a results file holds)."""
+        ent, p = self.entry(name), self.profile
+
+        def compute() -> dict:
+            out = evaluate(ent.model, self.library(name), self.data.x_test, self.data.y_test, p,
+                           eps_space=eps_space, optimization=optimization, seed=p.seed, progress=self.progress)
+            return {**out, "train_seconds": ent.train_seconds}
+
+        settings = {**self._protocol_settings(name, eps_space), "optimization": optimization}
+        return self._cached_record("evaluate", "satnb.evaluate", name, settings, compute, numbers=EVALUATION_NUMBERS)
 
     def robustness(self, name: str, eps_space: str = "pixel") -> dict:
         """Every attack we have on one model and their per-image worst case (cached; see `satnb.robustness`)."""
         from satnb.robustness import attack_zoo
 
         ent, p = self.entry(name), self.profile
-        settings = {"model": ent.key, "k": p.k, "m": p.m, "n_attack": p.n_attack, "n_attack_opt": p.n_attack_opt,
-                    "small": dataclasses.asdict(p.small), "large": dataclasses.asdict(p.large),
-                    "opt": [p.opt_binary_steps, p.opt_steps, p.opt_max_const],
-                    "zoo": [p.n_attack_zoo, p.zoo_queries, p.zoo_restarts, p.zoo_steps_factor],
-                    "eps_space": eps_space,
-                    "n_library": len(self.library_index), "seed": p.seed}
-        art = self.store.artifact("robustness", settings, self.data.fingerprint(), code="satnb.robustness")
-        cached = self.store.load_result(art, required=("settings", "min_norm"))
-        if cached is not None:
-            return cached
-        t0 = time.perf_counter()
-        out = attack_zoo(ent.model, self.library(name), self.data.x_test, self.data.y_test, p, eps_space=eps_space,
-                         seed=p.seed, progress=self.progress)
-        out.update(model=name, provenance=provenance(profile=p.name, dataset=self.data.describe(), seed=p.seed,
-                                                     wall_time_s=time.perf_counter() - t0, device=str(self.device),
-                                                     code_module="satnb.robustness"))
-        self.store.save_result(art, out)
-        return out
+        settings = {**self._protocol_settings(name, eps_space),
+                    "zoo": [p.n_attack_zoo, p.zoo_queries, p.zoo_restarts, p.zoo_steps_factor]}
+        return self._cached_record(
+            "robustness", "satnb.robustness", name, settings,
+            lambda: attack_zoo(ent.model, self.library(name), self.data.x_test, self.data.y_test, p,
+                               eps_space=eps_space, seed=p.seed, progress=self.progress),
+            required=("settings", "min_norm"))
 
     def evaluations(self, names: Sequence[str], eps_space: str = "pixel", optimization: bool = True) -> dict:
         """`evaluate` for several models, by name (what `tables.evaluation_table` shows)."""

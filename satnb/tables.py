@@ -47,9 +47,17 @@ def class_counts(data: Dataset) -> pd.DataFrame:
     }).set_index("class")
 
 
-def _with_ci(r: dict, key: str) -> dict:
-    lo, hi = r.get(f"{key}_ci") or (np.nan, np.nan)
-    return {"lo": lo, "hi": hi}
+MEASURES = (("ACC", "acc"), ("DSR small", "dsr_small"), ("DSR large", "dsr_large"),
+            ("robust small", "robust_small"), ("robust large", "robust_large"))
+
+
+def _measures(r: dict) -> dict:
+    """The proportions of an evaluation record as table columns, each with "<column> lo" / "<column> hi"."""
+    row = {}
+    for col, key in MEASURES:
+        lo, hi = r.get(f"{key}_ci") or (np.nan, np.nan)
+        row[col], row[f"{col} lo"], row[f"{col} hi"] = r.get(key, np.nan), lo, hi
+    return row
 
 
 def evaluation_table(records: Mapping[str, dict]) -> pd.DataFrame:
@@ -59,12 +67,7 @@ def evaluation_table(records: Mapping[str, dict]) -> pd.DataFrame:
     """
     rows = []
     for name, r in records.items():
-        row = {"model": label(name)}
-        for col, key in (("ACC", "acc"), ("DSR small", "dsr_small"), ("DSR large", "dsr_large"),
-                         ("robust small", "robust_small"), ("robust large", "robust_large")):
-            row[col] = r.get(key, np.nan)
-            ci = _with_ci(r, key)
-            row[f"{col} lo"], row[f"{col} hi"] = ci["lo"], ci["hi"]
+        row = {"model": label(name), **_measures(r)}
         row.update({
             "noise DSR small": r["noise_dsr_small"], "noise DSR large": r["noise_dsr_large"],
             "opt success": r.get("opt_success", np.nan), "L2 median (px)": r.get("l2_median_px", np.nan),
@@ -95,12 +98,7 @@ def results_frame(res: dict, space: str = "pixel") -> pd.DataFrame:
     check_entries(res)
     rows = []
     for name, r in res["evaluation"].get(space, {}).items():
-        row = {"name": name, "model": label(name)}
-        for col, key in (("ACC", "acc"), ("DSR small", "dsr_small"), ("DSR large", "dsr_large"),
-                         ("robust small", "robust_small"), ("robust large", "robust_large")):
-            row[col] = r.get(key, np.nan)
-            ci = _with_ci(r, key)
-            row[f"{col} lo"], row[f"{col} hi"] = ci["lo"], ci["hi"]
+        row = {"name": name, "model": label(name), **_measures(r)}
         row.update({"L2": r.get("l2", np.nan), "L2 broken": r.get("l2_mean_broken_norm", r.get("l2", np.nan)),
                     "opt success": r.get("opt_success", np.nan), "N": r["n_attacked"],
                     "train s": r.get("train_seconds", np.nan)})

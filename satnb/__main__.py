@@ -44,6 +44,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--labelled-per-class", type=int, default=None, metavar="N",
                      help="claim 4's label-scarce regime: only N images per class carry labels (the kNN library, "
                           "SUP and AT/MAT/ALP); SSL and SAT use every image")
+    run.add_argument("--precision", default=None, choices=("bf16", "fp32"),
+                     help="compute precision (default: $SATNB_PRECISION or bf16; fp32 turns mixed precision off)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--threads", default=None,
                      help="torch CPU threads (default: $SATNB_THREADS or torch's choice); use 1 when runs share cores")
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from satnb.config import METHODS, ConfigError, get_device, get_profile
+    from satnb.config import METHODS, ConfigError, get_device, get_precision, get_profile, set_precision
     from satnb.data import load_dataset
     from satnb.results import run_experiment
 
@@ -108,6 +110,9 @@ def _run(args: argparse.Namespace) -> int:
                           f"{', '.join(METHODS)} (comma-separated)")
     if threads is not None:
         torch.set_num_threads(_threads(threads))
+    if args.precision is not None:
+        set_precision(args.precision)
+    precision = get_precision()
     device = get_device()
     if args.out:
         _check_writable(Path(args.out))
@@ -126,7 +131,7 @@ def _run(args: argparse.Namespace) -> int:
             _refuse_overwrite(out, profile_subset(full, profile).describe())
         _check_writable(out)
     print(f"[satnb] profile={profile.name} dataset={full.name} ({full.source}) device={device} "
-          f"threads={torch.get_num_threads()}", flush=True)
+          f"threads={torch.get_num_threads()} precision={precision}", flush=True)
     spaces = ["pixel", "normalized"] if args.eps_space == "both" else [args.eps_space]
     t0 = time.perf_counter()
     results = run_experiment(profile, full, device=device, stages=stages, methods=methods, eps_spaces=spaces,

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from satnb.attacks import gradient_attack, pgd_attack
-from satnb.config import AttackSettings, BaselineSettings, ConfigError, SATSettings
+from satnb.config import AttackSettings, BaselineSettings, ConfigError, SATSettings, scheduled_lr
 from satnb.features import as_images, build_library, extract_features
 from satnb.knn import GUIDE_MODES, KNN
 from satnb.losses import AMDIMLoss
@@ -472,8 +472,8 @@ def adversarial_train(model: Classifier, method: str, x_train: Images, y_train: 
 
     PGD uses the gradient attack's eps / step / iterations, seeded per step. Each epoch visits a
     seeded permutation of x_train in full batches (the last partial batch is dropped). Every
-    setting (epochs, batch size, Adam's lr, betas and weight decay, the loss weights) comes from
-    `settings` (the profile's `BaselineSettings`). eval_fn(model, epoch) runs at epoch 0, every
+    setting (epochs, batch size, optimiser (Adam or SGD-Nesterov), lr and schedule, weight decay, loss
+    weights) comes from `settings` (the profile's `BaselineSettings`). eval_fn(model, epoch) runs at epoch 0, every
     settings.eval_every_epochs and at the end; trajectory rows carry `iteration` = optimiser steps
     so far and `epoch`.
     """
@@ -502,7 +502,11 @@ def adversarial_train(model: Classifier, method: str, x_train: Images, y_train: 
     hit = _from_cache(store, art, method, model, no_state, key)
     if hit is not None:
         return hit
-    optimizer = _adam(list(model.parameters()), lr, settings.betas, settings.weight_decay)
+    if settings.optimizer == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True,
+                                    weight_decay=settings.weight_decay)
+    else:
+        optimizer = _adam(list(model.parameters()), lr, settings.betas, settings.weight_decay)
 
     def unit(epoch: int) -> dict:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(_step_seed(seed, epoch)))
@@ -510,6 +514,9 @@ def adversarial_train(model: Classifier, method: str, x_train: Images, y_train: 
         for b in range(n_batches):
             step = epoch * n_batches + b
             torch.manual_seed(_step_seed(seed, step))
+            for group in optimizer.param_groups:
+                group["lr"] = scheduled_lr(lr, settings.schedule, settings.warmup_epochs * n_batches,
+                                           epochs * n_batches, step)
             idx = perm[b * bs:(b + 1) * bs]
             x, y = _batch(x_train, idx, device), y_all[idx].to(device)
             t0 = time.perf_counter()

@@ -209,19 +209,36 @@ def _missing(ev: dict, names: list[str]) -> str | None:
     return None
 
 
+def same_encoder_supervised(ev: dict, name: str) -> str | None:
+    """The supervised model evaluated on the same encoder as `name` (SUP or its twin "sup-<encoder>"), if any."""
+    enc = (ev.get(name) or {}).get("encoder")
+    candidates = ["sup", *sorted(n for n in ev if n.startswith("sup-"))]
+    for sup in candidates:
+        if sup in ev and (enc is None or ev[sup].get("encoder") in (None, enc)):
+            return sup
+    return None
+
+
 def claim1(ev: dict) -> Claim:
     """SSL (AMDIM) kNN more robust than SUP kNN."""
     why = _missing(ev, ["amdim", "sup"])
     if why:
         return Claim(1, NOT_TESTED, why)
     a, s = ev["amdim"], ev["sup"]
+    if a.get("encoder") and s.get("encoder") and a["encoder"] != s["encoder"]:
+        return Claim(1, NOT_TESTED, f"AMDIM's kNN runs on {a['encoder']} and SUP's on {s['encoder']}: the "
+                                    "comparison would mix architecture with supervision; train SUP on AMDIM's encoder")
     comps = [_compare(f"DSR {st}", "amdim", "sup", paired_dsr(a, s, st)) for st in ("small", "large")]
     comps += [_compare(f"robust accuracy {st}", "amdim", "sup", paired_robust(a, s, st)) for st in ("small", "large")]
     l2 = paired_l2(a, s)
     if l2 is not None:
         comps.append(_compare("median L2 (normalised)", "amdim", "sup", l2))
-    others = [m for m in ("npid", "simclr") if m in ev and has_outcomes(ev[m])]
-    note = ", ".join(f"{label(m)} - SUP, DSR small: {paired_dsr(ev[m], s, 'small'):+.3f}" for m in others)
+    parts = []
+    for m in ("npid", "simclr"):
+        twin = same_encoder_supervised(ev, m)
+        if twin is not None and m in ev and has_outcomes(ev[m]) and has_outcomes(ev[twin]):
+            parts.append(f"{label(m)} - {label(twin)}, DSR small: {paired_dsr(ev[m], ev[twin], 'small'):+.3f}")
+    note = ", ".join(parts)
     return _combine(1, comps, note)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,12 +11,28 @@ from pathlib import Path
 import torch
 
 PROFILE_NAMES = ("smoke", "quick", "cpu", "paper")
+PRECISIONS = ("bf16", "fp32")
+DEFAULT_PRECISION = "bf16"
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "onecycle")
 DEFAULT_PROFILE = "quick"
 METHODS = ("amdim", "npid", "simclr", "sup")
 
 
 class ConfigError(ValueError):
     """A setting or input is invalid; the message names the problem and the fix."""
+
+
+def scheduled_lr(lr: float, schedule: str, warmup_steps: float, total_steps: int, step: int) -> float:
+    """Learning rate at optimiser step `step` (0-based): linear warm-up, then constant, cosine or linear to 0."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return lr
+    frac = min(1.0, (step - warmup_steps) / max(1.0, total_steps - warmup_steps))
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+    return lr * (1.0 - frac)
 
 
 @dataclass(frozen=True)
@@ -29,14 +46,33 @@ class AttackSettings:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """How one representation-learning method is trained."""
+    """How one representation-learning method is trained: encoder, optimiser, schedule, regularisation."""
 
     encoder: str
     epochs: int
     batch_size: int
-    lr: float
-    optimizer: str = "adam"
+    lr: float  # peak learning rate (after warm-up)
+    optimizer: str = "adam"  # "adam", "adamw" or "sgd" (momentum 0.9, Nesterov)
     encoder_kwargs: dict = field(default_factory=dict)
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # "constant", "cosine" (to 0) or "onecycle" (linear decay to 0), per step
+    warmup_epochs: float = 0.0  # linear warm-up from 0 to lr over this many epochs
+    label_smoothing: float = 0.0  # sup only
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be between 0 and epochs={self.epochs}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of optimiser step `step` (0-based) under the warm-up and schedule."""
+        return scheduled_lr(self.lr, self.schedule, self.warmup_epochs * steps_per_epoch,
+                            self.epochs * steps_per_epoch, step)
 
 
 @dataclass(frozen=True)
@@ -69,6 +105,17 @@ class BaselineSettings:
     betas: tuple[float, float] = (0.9, 0.999)
     weight_decay: float = 0.0
     eval_every_epochs: int = 1
+    schedule: str = "constant"  # "constant", "cosine" or "onecycle" over all fine-tuning steps
+    warmup_epochs: float = 0.0
+    optimizer: str = "adam"  # "adam" (betas above; the paper's) or "sgd" (momentum 0.9, Nesterov)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"unknown baseline optimizer {self.optimizer!r}; use 'adam' or 'sgd'")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be between 0 and epochs={self.epochs}")
 
 
 @dataclass(frozen=True)
@@ -100,6 +147,10 @@ class Profile:
     sat: SATSettings = SATSettings(iterations=300)
     baselines: BaselineSettings = BaselineSettings()
     mi_steps: int = 300  # critic training steps per level of the MI staircase
+    curve_every: int = 1  # pretraining: kNN test accuracy every this many epochs and at the last (0: never)
+    # SAT iterations of the check that the profile's library refresh period does what refreshing every
+    # iteration (the authors' setting) does (0: no check)
+    refresh_check_iterations: int = 0
     seed: int = 2019
     fallback_to_digits: bool = True  # smaller profiles may run on sklearn digits offline
 
@@ -107,46 +158,80 @@ class Profile:
         """Return a copy with some settings changed."""
         return dataclasses.replace(self, **changes)
 
+    def supervised_twins(self) -> dict[str, TrainSettings]:
+        """SUP's recipe on each other encoder a self-supervised method uses (name -> settings): like with like.
+
+        SUP (and AT/MAT/ALP from it) share AMDIM's encoder; NPID or SimCLR on another encoder get a
+        supervised twin of that encoder, trained with SUP's recipe.
+        """
+        sup = self.train.get("sup")
+        if sup is None:
+            return {}
+        twins = {}
+        for method in ("npid", "simclr"):
+            t = self.train.get(method)
+            if t is not None and (t.encoder, t.encoder_kwargs) != (sup.encoder, sup.encoder_kwargs):
+                name = f"sup-{t.encoder}"
+                if t.encoder == sup.encoder:  # the same kind of encoder, sized otherwise
+                    name += "-" + "-".join(f"{k}{v}" for k, v in sorted(t.encoder_kwargs.items())).replace(" ", "")
+                twins[name] = dataclasses.replace(sup, encoder=t.encoder, encoder_kwargs=dict(t.encoder_kwargs))
+        return twins
+
     def to_dict(self) -> dict:
         """Return the settings as plain JSON-able data."""
         return dataclasses.asdict(self)
 
 
-def _cpu_train(epochs: dict[str, int], batch_size: int, encoder: str = "convnet", **enc) -> dict:
-    # short CPU runs use larger Adam steps than the paper's 300-epoch AMDIM (2e-4)
-    lrs = {"amdim": 1e-3, "npid": 1e-3, "simclr": 1e-3, "sup": 1e-3}
-    return {
-        m: TrainSettings(encoder="amdim" if m == "amdim" else encoder, epochs=e, batch_size=batch_size,
-                         lr=lrs[m], encoder_kwargs=(enc.get("amdim", {}) if m == "amdim" else {}))
-        for m, e in epochs.items()
+# The CPU recipes: every method on one encoder (AMDIM's, residual, sized for 2 cores), so that SUP and the
+# supervised baselines compare with AMDIM, NPID, SimCLR and SAT on the same architecture.
+CPU_ENCODER = {"ndf": 32, "n_rkhs": 128, "n_depth": 1, "use_bn": True}
+
+
+def cpu_recipes(epochs: dict[str, int], batch_size: int = 256, encoder_kwargs: dict | None = None,
+                warmup_epochs: float = 1.0) -> dict[str, TrainSettings]:
+    """Few-epoch recipes (warm-up, then a decaying schedule) for each method on AMDIM's encoder."""
+    enc = dict(CPU_ENCODER if encoder_kwargs is None else encoder_kwargs)
+    warm = {m: min(warmup_epochs, e / 2) for m, e in epochs.items()}
+    recipes = {
+        # the AMDIM NCE and NT-Xent are stable with Adam; a short warm-up lets their lr be twice today's
+        "amdim": dict(lr=2e-3, optimizer="adam", schedule="cosine"),
+        "simclr": dict(lr=2e-3, optimizer="adam", schedule="cosine"),
+        # NPID's own recipe (SGD, momentum 0.9, weight decay 5e-4), its lr scaled to the batch
+        "npid": dict(lr=0.03 * batch_size / 128, optimizer="sgd", weight_decay=5e-4, schedule="cosine"),
+        # the fast supervised recipe: SGD-Nesterov, one-cycle, label smoothing
+        "sup": dict(lr=0.2, optimizer="sgd", weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1),
     }
+    return {m: TrainSettings(encoder="amdim", epochs=e, batch_size=batch_size, encoder_kwargs=dict(enc),
+                             warmup_epochs=warm[m], **recipes[m]) for m, e in epochs.items()}
 
-
-_SMALL_AMDIM = {"ndf": 32, "n_rkhs": 128, "n_depth": 1}
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", n_train=1000, n_test=500, k=15, m=30, n_attack=40, n_attack_opt=12,
-        train=_cpu_train({"amdim": 1, "npid": 1, "simclr": 1, "sup": 2}, 128,
-                         amdim={"ndf": 16, "n_rkhs": 64, "n_depth": 1}),
+        train=cpu_recipes({"amdim": 1, "npid": 1, "simclr": 1, "sup": 2}, 128,
+                          {"ndf": 16, "n_rkhs": 64, "n_depth": 1, "use_bn": True}, warmup_epochs=0.5),
         opt_binary_steps=3, opt_steps=15, zoo_queries=100, zoo_restarts=2, zoo_steps_factor=2,
         sat=SATSettings(iterations=4, batch_size=50, refresh_every=2, eval_every=2),
-        baselines=BaselineSettings(epochs=1, batch_size=50), mi_steps=40,
+        baselines=BaselineSettings(epochs=1, batch_size=50), mi_steps=40, curve_every=0,
     ),
     "quick": Profile(
         name="quick", n_train=5000, n_test=1000, k=75, m=100, n_attack=200, n_attack_opt=30,
-        train=_cpu_train({"amdim": 5, "npid": 6, "simclr": 8, "sup": 10}, 256, amdim=_SMALL_AMDIM),
+        train=cpu_recipes({"amdim": 8, "npid": 8, "simclr": 10, "sup": 15}, 256),
         opt_binary_steps=4, opt_steps=30, n_attack_zoo=100, zoo_queries=200, zoo_restarts=2, zoo_steps_factor=3,
         sat=SATSettings(iterations=40, batch_size=100, refresh_every=10, eval_every=20),
-        baselines=BaselineSettings(epochs=1, batch_size=100),
+        baselines=BaselineSettings(epochs=2, batch_size=100, lr=0.02, weight_decay=5e-4, optimizer="sgd",
+                                   schedule="cosine", warmup_epochs=0.2), curve_every=1,
+        refresh_check_iterations=40,
     ),
+    # the reference run: all of CIFAR-10 (45 000-image library, 5 000 held out as the authors do), N = 1 000
     "cpu": Profile(
-        name="cpu", n_train=10000, n_test=2000, k=75, m=300, n_attack=500, n_attack_opt=100,
-        train=_cpu_train({"amdim": 12, "npid": 20, "simclr": 30, "sup": 30}, 256, amdim=_SMALL_AMDIM),
-        opt_binary_steps=5, opt_steps=50,
-        sat=SATSettings(iterations=150, batch_size=100, refresh_every=10, eval_every=50),
-        baselines=BaselineSettings(epochs=2, batch_size=100),
-        mi_steps=800,
+        name="cpu", n_train=None, n_test=None, n_library=45000, k=75, m=300, n_attack=1000, n_attack_opt=500,
+        train=cpu_recipes({"amdim": 25, "npid": 25, "simclr": 25, "sup": 30}, 256),
+        opt_binary_steps=5, opt_steps=50, n_attack_zoo=500, zoo_queries=500, zoo_restarts=2, zoo_steps_factor=3,
+        sat=SATSettings(iterations=300, batch_size=100, refresh_every=10, eval_every=50),
+        baselines=BaselineSettings(epochs=3, batch_size=100, lr=0.02, weight_decay=5e-4, optimizer="sgd",
+                                   schedule="cosine", warmup_epochs=0.2),
+        mi_steps=800, curve_every=5, refresh_check_iterations=100,
     ),
     "paper": Profile(
         name="paper", n_train=None, n_test=None, n_library=45000, k=75, m=300, n_attack=1000,
@@ -189,6 +274,24 @@ def parse_threads(value: str | int) -> int:
         raise ConfigError(f"threads must be a positive integer, got {value!r}; use e.g. --threads 1 or "
                           "SATNB_THREADS=1 (or unset SATNB_THREADS for torch's choice)")
     return n
+
+
+def get_precision() -> str:
+    """The compute precision of every forward/backward pass: `SATNB_PRECISION` ("bf16" or "fp32"), else bf16."""
+    value = os.environ.get("SATNB_PRECISION", DEFAULT_PRECISION).strip().lower()
+    if value not in PRECISIONS:
+        raise ConfigError(f"SATNB_PRECISION={value!r} is not a precision; use {' or '.join(PRECISIONS)} "
+                          "(fp32 turns mixed precision off)")
+    return value
+
+
+def set_precision(name: str) -> str:
+    """Set the precision for this process (as `SATNB_PRECISION` does) and return it."""
+    key = str(name).strip().lower()
+    if key not in PRECISIONS:
+        raise ConfigError(f"unknown precision {name!r}; use {' or '.join(PRECISIONS)} (fp32 turns mixed precision off)")
+    os.environ["SATNB_PRECISION"] = key
+    return key
 
 
 def cache_dir() -> Path:

@@ -16,6 +16,7 @@ from satnb.attacks import KNNOptimizationAttack, UniformNoise, gradient_attack
 from satnb.config import AttackSettings, ConfigError, Profile
 from satnb.features import as_images, predict
 from satnb.knn import KNN
+from satnb.models import describe_encoder
 
 # what every evaluation record holds as a number (a cached record without them is corrupt)
 EVALUATION_NUMBERS = ("acc", "dsr_small", "dsr_large", "noise_dsr_small", "noise_dsr_large", "n_attacked")
@@ -83,7 +84,8 @@ def evaluate(model: nn.Module, knn: KNN, x_test: np.ndarray | Tensor, y_test: np
     n_prefix = int(idx[-1]) + 1
     x, y = x_test[idx], y_test[idx]
     m = min(profile.m, int(knn.class_counts.min()))
-    out: dict = {"acc": acc, "acc_ci": _ci(stats.proportion(correct)), "n_test": len(y_test),
+    out: dict = {"encoder": describe_encoder(model), "acc": acc, "acc_ci": _ci(stats.proportion(correct)),
+                 "n_test": len(y_test),
                  "n_attacked": len(idx), "n_prefix": n_prefix, "k": knn.k, "m": m, "eps_space": eps_space,
                  "attacks": {}, "per_image": {"correct": stats.pack_bits(correct)}}
     steps = [("small", profile.small), ("large", profile.large)]

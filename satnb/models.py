@@ -7,17 +7,22 @@ Conventions shared by every model here:
   (so attacks can work in pixel units and read ``model.normalize.std`` when they need
   normalised units);
 * ``model.features(x)`` returns the (B, ``model.feature_dim``) representation the kNN
-  classifier uses (the penultimate layer; AMDIM: the global feature r1).
+  classifier uses (the penultimate layer; AMDIM: the global feature r1);
+* each encoder's trunk runs under `autocast` (bfloat16 unless ``SATNB_PRECISION=fp32``) and
+  returns float32, so losses, kNN distances and attack steps downstream stay in float32.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from satnb.config import get_precision
 
 CIFAR10_MEAN: tuple[float, float, float] = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR10_STD: tuple[float, float, float] = (63.0 / 255, 62.1 / 255, 66.7 / 255)
@@ -65,6 +70,14 @@ class Normalize(nn.Module):
         return f"mean={fmt(self.mean)}, std={fmt(self.std)}"
 
 
+def autocast(device: torch.device | str) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast on the device's type when the precision is bf16 (`config.get_precision`), else a no-op."""
+    kind = torch.device(device).type
+    if get_precision() != "bf16" or kind not in ("cpu", "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(kind, dtype=torch.bfloat16)
+
+
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters (optionally only those with requires_grad) in a module."""
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)
@@ -100,8 +113,9 @@ class SmallConvNet(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """(B, feature_dim) globally pooled features of [0, 1] images."""
-        h = self.body(self.normalize(x))
-        return h.mean(dim=(2, 3))
+        with autocast(x.device):
+            h = self.body(self.normalize(x)).mean(dim=(2, 3))
+        return h.float()
 
     def forward(self, x: Tensor) -> Tensor:
         """Same as features(x)."""
@@ -160,8 +174,9 @@ class ResNet18(nn.Module):
 
     def features(self, x: Tensor) -> Tensor:
         """(B, 512) globally pooled features of [0, 1] images."""
-        h = self.layers(self.stem(self.normalize(x)))
-        return h.mean(dim=(2, 3))
+        with autocast(x.device):
+            h = self.layers(self.stem(self.normalize(x))).mean(dim=(2, 3))
+        return h.float()
 
     def forward(self, x: Tensor) -> Tensor:
         """Same as features(x)."""
@@ -367,16 +382,19 @@ class AMDIMEncoder(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(r1, r5, r7): global (B, n_rkhs, 1, 1) and local (B, n_rkhs, 5, 5), (B, n_rkhs, 7, 7) embeddings."""
         self._check_size(x)
-        acts = self._trunk(x, self._R1)
-        r1 = acts[self._R1]
-        r5 = self.rkhs_block_5(acts[self._R5])
-        r7 = self.rkhs_block_7(acts[self._R7])
-        return r1, r5, r7
+        with autocast(x.device):
+            acts = self._trunk(x, self._R1)
+            r1 = acts[self._R1]
+            r5 = self.rkhs_block_5(acts[self._R5])
+            r7 = self.rkhs_block_7(acts[self._R7])
+        return r1.float(), r5.float(), r7.float()
 
     def features(self, x: Tensor) -> Tensor:
         """(B, n_rkhs) global feature r1 (the representation the paper's kNN uses)."""
         self._check_size(x)
-        return self._trunk(x, self._R1)[self._R1].flatten(1)
+        with autocast(x.device):
+            r1 = self._trunk(x, self._R1)[self._R1]
+        return r1.flatten(1).float()
 
 
 # --------------------------------------------------------------------------- heads and wrappers
@@ -482,6 +500,20 @@ class ProjectionModel(nn.Module):
 # --------------------------------------------------------------------------- factory
 
 _ENCODERS: dict[str, type[nn.Module]] = {"convnet": SmallConvNet, "resnet18": ResNet18, "amdim": AMDIMEncoder}
+
+
+def describe_encoder(model: nn.Module) -> str:
+    """A short name of the encoder inside a model ("AMDIM ndf 32 depth 1 BN", "ResNet-18", "convnet 32-64-128-256")."""
+    enc = getattr(model, "encoder", model)
+    if isinstance(enc, AMDIMEncoder):
+        return f"AMDIM ndf {enc.ndf} rkhs {enc.n_rkhs} depth {enc.n_depth}" + (" BN" if enc.use_bn else "")
+    if isinstance(enc, ResNet18):
+        widths = [int(s[0].conv1.out_channels) for s in enc.layers]
+        return "ResNet-18" + ("" if widths == [64, 128, 256, 512] else " " + "-".join(map(str, widths)))
+    if isinstance(enc, SmallConvNet):
+        widths = [m.out_channels for m in enc.body if isinstance(m, nn.Conv2d)]
+        return "convnet " + "-".join(map(str, widths))
+    return type(enc).__name__
 
 
 def build_encoder(name: str, **kwargs) -> nn.Module:

@@ -52,7 +52,7 @@ class Session:
         p = provenance()
         return (f"{warn}Profile **{self.profile.name}**, dataset **{d['dataset']}** ({d['n_train']} train / "
                 f"{d['n_test']} test images, from `{d['source']}`), seed {self.profile.seed}, device "
-                f"{self.device}, satnb {p['satnb_version']} (code {p['code_fingerprint']}, commit "
+                f"{self.device} ({p['precision']}), satnb {p['satnb_version']} (code {p['code_fingerprint']}, commit "
                 f"{p['git_commit'] or 'n/a'}), torch {p['torch_version']}.")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,9 +56,10 @@ def build_model(method: str, settings: TrainSettings, data: Dataset) -> nn.Modul
 class _Objective(nn.Module):
     """One method's loss on a batch (its own state, e.g. NPID's memory bank, is checkpointed with it)."""
 
-    def __init__(self, method: str, model: nn.Module, n_samples: int, image_size: int):
+    def __init__(self, method: str, model: nn.Module, n_samples: int, image_size: int, label_smoothing: float = 0.0):
         super().__init__()
         self.method = method
+        self.label_smoothing = float(label_smoothing)
         if method == "amdim":
             self.loss = AMDIMLoss(model.n_rkhs)
             self.augment = amdim_augment(image_size)
@@ -72,7 +74,7 @@ class _Objective(nn.Module):
 
     def forward(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> Tensor:
         if self.method == "sup":
-            return F.cross_entropy(model(self.augment(x)), y)
+            return F.cross_entropy(model(self.augment(x)), y, label_smoothing=self.label_smoothing)
         if self.method == "npid":
             return self.bank.loss(model(self.augment(x)), idx)
         return self.loss(model(self.augment(x)), model(self.augment(x)))
@@ -96,27 +98,33 @@ class TrainResult:
         return float(np.mean(times)) if times else float("nan")
 
 
-def _optimizer(settings: TrainSettings, params) -> torch.optim.Optimizer:
+def optimizer(settings: TrainSettings, params) -> torch.optim.Optimizer:
+    """The optimiser the settings name, at their peak learning rate (the schedule sets it per step)."""
+    wd = settings.weight_decay
     if settings.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=settings.lr, momentum=0.9, weight_decay=5e-4, nesterov=True)
-    if settings.optimizer == "adam":
-        return torch.optim.Adam(params, lr=settings.lr)
-    raise ConfigError(f"unknown optimizer {settings.optimizer!r}; use 'adam' or 'sgd'")
+        return torch.optim.SGD(params, lr=settings.lr, momentum=0.9, weight_decay=wd, nesterov=True)
+    if settings.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=settings.lr, weight_decay=wd)
+    return torch.optim.Adam(params, lr=settings.lr, weight_decay=wd)
 
 
 def train(method: str, data: Dataset, settings: TrainSettings, store: Store | None = None, seed: int = 0,
           device: torch.device | str = "cpu", progress: bool = True, profile: str | None = None,
-          on_epoch_end: Callable[[int, dict], None] | None = None) -> TrainResult:
+          on_epoch_end: Callable[[int, dict], None] | None = None,
+          curve: Callable[[nn.Module, int], dict] | None = None, curve_key: str = "") -> TrainResult:
     """Train (or load from the cache) one method's network on the training split; resumes after interruption.
 
     Labels are read only by `sup`. Every epoch is checkpointed, so calling this again after an
-    interruption continues from the last finished epoch and ends with the same weights.
+    interruption continues from the last finished epoch and ends with the same weights. The learning
+    rate follows `settings.lr_at` per optimiser step. `curve(model, epoch)` (e.g. kNN accuracy), when
+    given, runs after every epoch in eval mode and its numbers join that epoch's history row;
+    `curve_key` names it in the cache key (it does not change the weights).
     """
     store = store or Store()
     device = torch.device(device)
     art = store.artifact(f"train-{method}", {"method": method, "settings": dataclasses.asdict(settings),
-                                             "seed": seed, "classes": data.n_classes}, data.fingerprint(),
-                         code=__name__)
+                                             "seed": seed, "classes": data.n_classes, "curve": curve_key},
+                         data.fingerprint(), code=__name__)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the initial weights depend on the seed alone
         model = build_model(method, settings, data)
@@ -124,7 +132,7 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
         np.concatenate([data.x_train, data.x_unlabeled])
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)
-        objective = _Objective(method, model, len(images), data.image_shape[0])
+        objective = _Objective(method, model, len(images), data.image_shape[0], settings.label_smoothing)
     model.to(device, memory_format=torch.channels_last)
     objective.to(device)
 
@@ -135,7 +143,7 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
         res = store.load_result(art) or {}
         return TrainResult(method, model.eval(), res.get("history", []), art, res.get("wall_time_s", 0.0), True)
 
-    opt = _optimizer(settings, model.parameters())
+    opt = optimizer(settings, model.parameters())
     start_epoch, history, spent = 0, [], 0.0
     state = store.load_checkpoint(art, final=False)
     if state is not None:
@@ -149,6 +157,7 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
     y_all = torch.as_tensor(data.y_train if method == "sup" else np.zeros(len(images), dtype=np.int64))
     n = len(x_all)
     bs = min(settings.batch_size, n)
+    steps = n // bs  # the last partial batch is dropped (contrastive losses need full ones)
     bar = tqdm(range(start_epoch, settings.epochs), desc=f"train {method}", disable=not progress,
                initial=start_epoch, total=settings.epochs)
     for epoch in bar:
@@ -156,21 +165,31 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
         torch.manual_seed(seed * 100_003 + epoch)  # per-epoch seed: a resumed run replays the same epoch
         perm = torch.randperm(n)
         model.train()
-        losses = []
-        for i in range(0, n - bs + 1, bs):  # drop the last partial batch (contrastive losses need full ones)
-            idx = perm[i:i + bs]
+        total = torch.zeros((), device=device)  # summed on the device: no host sync per step
+        for b in range(steps):
+            lr = settings.lr_at(epoch * steps + b, steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            idx = perm[b * bs:(b + 1) * bs]
             x = x_all[idx].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             loss = objective(model, x, y_all[idx].to(device), idx.to(device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{method} loss became {loss.item()} at epoch {epoch + 1}; "
-                                         f"lower the learning rate (now {settings.lr})")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(loss.item())
+            total += loss.detach().float()
+        mean_loss = float(total) / max(1, steps)
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"{method} loss became {mean_loss} in epoch {epoch + 1}; lower the learning "
+                                     f"rate (now {settings.lr}) or use SATNB_PRECISION=fp32; the checkpoint of "
+                                     f"epoch {epoch} is kept")
         seconds = time.perf_counter() - t0
         spent += seconds
-        record = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": seconds}
+        record = {"epoch": epoch + 1, "loss": mean_loss, "seconds": seconds, "lr": lr}
+        if curve is not None:
+            t1 = time.perf_counter()
+            model.eval()
+            record.update(curve(model, epoch + 1))
+            record["curve_seconds"] = time.perf_counter() - t1
         history.append(record)
         bar.set_postfix(loss=f"{record['loss']:.3f}")
         store.save_checkpoint(art, {"model": model.state_dict(), "objective": objective.state_dict(),

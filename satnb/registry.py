@@ -13,7 +13,7 @@ from satnb.adversarial import BASELINES, adversarial_train, sat
 from satnb.config import METHODS, ConfigError, Profile
 from satnb.data import Dataset, stratified_indices
 from satnb.evaluate import evaluate
-from satnb.features import build_library
+from satnb.features import build_library, predict
 from satnb.pretrain import train
 from satnb.store import Store
 
@@ -89,16 +89,37 @@ class Models:
                                    x_unlabeled=None, _fingerprint=None)
 
     def train(self, method: str) -> TrainedModel:
-        """Train (or load from the cache) one of the paper's representation-learning methods."""
-        if method not in METHODS:
-            raise ConfigError(f"unknown method {method!r}; valid methods are {', '.join(METHODS)}")
+        """Train (or load from the cache) one of the paper's methods, or a supervised twin ("sup-resnet18")."""
+        twins = self.profile.supervised_twins()
+        if method not in METHODS and method not in twins:
+            known = [*METHODS, *twins]
+            raise ConfigError(f"unknown method {method!r}; valid methods are {', '.join(known)}")
         if method not in self.entries:
-            data = self.labelled_data() if method == "sup" else self.data
-            res = train(method, data, self.profile.train[method], self.store, seed=self.profile.seed,
-                        device=self.device, progress=self.progress, profile=self.profile.name)
+            supervised = method == "sup" or method in twins
+            data = self.labelled_data() if supervised else self.data
+            settings = twins.get(method) or self.profile.train[method]
+            every = self.profile.curve_every
+            curve = (lambda model, epoch: self._curve_point(model, epoch, settings.epochs)) if every else None
+            res = train("sup" if supervised else method, data, settings, self.store, seed=self.profile.seed,
+                        device=self.device, progress=self.progress, profile=self.profile.name,
+                        curve=curve,
+                        curve_key=f"knn_acc every {every} epochs, k={self.profile.k}" if every else "")
             self.entries[method] = TrainedModel(method, res.model, res.artifact.key, res.wall_time_s, res.cached,
                                                 history=res.history)
         return self.entries[method]
+
+    def knn_accuracy(self, model: nn.Module) -> float:
+        """Clean kNN accuracy on the test split, the library built from the model's features."""
+        idx = self.library_index
+        knn = build_library(model, self.data.x_train[idx], self.data.y_train[idx], k=self.profile.k,
+                            n_classes=self.data.n_classes)
+        return float((predict(model, knn, self.data.x_test).numpy() == self.data.y_test).mean())
+
+    def _curve_point(self, model: nn.Module, epoch: int, epochs: int) -> dict:
+        """A pretraining curve's point: kNN accuracy every `curve_every` epochs and at the last one."""
+        if epoch % self.profile.curve_every and epoch != epochs:
+            return {}
+        return {"knn_acc": self.knn_accuracy(model)}
 
     def add(self, entry: TrainedModel) -> TrainedModel:
         """Register a model produced elsewhere so it is evaluated like the others."""
@@ -112,7 +133,7 @@ class Models:
     def entry(self, name: str) -> TrainedModel:
         """A registered model, training it first when it is one of the base methods."""
         if name not in self.entries:
-            if name in METHODS:
+            if name in METHODS or name in self.profile.supervised_twins():
                 return self.train(name)
             raise ConfigError(f"no model named {name!r}; known: {', '.join(sorted(self.entries)) or 'none'}")
         return self.entries[name]
@@ -131,14 +152,18 @@ class Models:
                      seed=self.profile.seed, progress=False)
         return {k: r[k] for k in TRAJECTORY_FIELDS}
 
-    def sat(self, seed_model: str, objective: str | None = None) -> TrainedModel:
+    def sat(self, seed_model: str, objective: str | None = None, refresh_every: int | None = None,
+            iterations: int | None = None) -> TrainedModel:
         """SAT of a self-supervised model with the profile's settings (cached); registered as sat-<seed>.
 
         `objective` overrides the profile's `sat.objective`; a run with AMDIM's NCE is registered
-        as sat-<seed>-amdim.
+        as sat-<seed>-amdim. `refresh_every` and `iterations` override the library refresh period and
+        the run's length (registered with "-refresh<R>-it<N>" appended).
         """
         base, p = self.entry(seed_model), self.profile
-        settings = p.sat if objective is None else dataclasses.replace(p.sat, objective=objective)
+        changes = {k: v for k, v in (("objective", objective), ("refresh_every", refresh_every),
+                                     ("iterations", iterations)) if v is not None}
+        settings = dataclasses.replace(p.sat, **changes)
         idx = self.library_index
         res = sat(base.model, self.data.x_train[idx], self.data.y_train[idx], settings, p.small, k=p.k,
                   m=self.m(seed_model), store=self.store, data_fingerprint=self.data.fingerprint(),
@@ -146,6 +171,8 @@ class Models:
                   eval_fn=lambda model, it: self.trajectory_eval(model), n_classes=self.data.n_classes,
                   eval_key=",".join(TRAJECTORY_FIELDS), profile=p.name)
         name = f"sat-{seed_model}" + ("" if settings.objective == "heads" else f"-{settings.objective}")
+        if refresh_every is not None or iterations is not None:
+            name += f"-refresh{settings.refresh_every}-it{settings.iterations}"
         return self.add(TrainedModel(name, res.model, res.artifact.key, res.train_seconds, res.cached, kind="sat",
                                      history=res.history, trajectory=res.trajectory, n_updates=res.n_updates,
                                      eval_seconds=res.eval_seconds, seed_model=seed_model))

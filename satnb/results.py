@@ -12,6 +12,7 @@ import satnb
 from satnb.config import METHODS, Profile
 from satnb.data import Dataset, profile_subset
 from satnb.fingerprint import STAGE_MODULES, stage_fingerprints
+from satnb.models import describe_encoder
 from satnb.pipeline import Pipeline
 from satnb.store import Store, provenance
 
@@ -43,11 +44,16 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
                  "stage_seconds": {}, "training": {}, "evaluation": {}, "sat": {}, "baselines": {}}
 
     t0 = time.perf_counter()
-    for m in methods:
+    twins = twin_names(profile, methods)
+    for m in [*methods, *twins]:
         e = pipe.train(m)
-        out["training"][m] = {"seconds": e.train_seconds, "epochs": profile.train[m].epochs,
-                              "encoder": profile.train[m].encoder, "epoch_seconds": e.epoch_seconds,
-                              "final_loss": e.history[-1]["loss"] if e.history else None}
+        settings = profile.supervised_twins().get(m) or profile.train[m]
+        out["training"][m] = {"seconds": e.train_seconds, "epochs": settings.epochs,
+                              "encoder": settings.encoder, "encoder_name": describe_encoder(e.model),
+                              "epoch_seconds": e.epoch_seconds,
+                              "final_loss": e.history[-1]["loss"] if e.history else None,
+                              "curve": [{k: h[k] for k in ("epoch", "loss", "seconds", "lr", "knn_acc") if k in h}
+                                        for h in e.history]}
     out["stage_seconds"]["train"] = time.perf_counter() - t0
 
     sat_names, base_names = [], []
@@ -57,6 +63,8 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
             e = pipe.sat(seed_model)
             out["sat"][seed_model] = e.fine_tuning_record()
             sat_names.append(e.name)
+        if "amdim" in methods:
+            out["sat_refresh"] = pipe.refresh_check("amdim")
         out["stage_seconds"]["sat"] = time.perf_counter() - t0
     if "baselines" in stages and "sup" in methods:
         t0 = time.perf_counter()
@@ -70,13 +78,14 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
         t0 = time.perf_counter()
         for i, space in enumerate(eps_spaces):
             # the first convention evaluates every model; the others only paper Table 1's (SUP, AMDIM)
-            names = [*methods, *sat_names, *base_names] if i == 0 else [m for m in ("sup", "amdim") if m in methods]
+            names = [*methods, *twins, *sat_names, *base_names] if i == 0 else \
+                [m for m in ("sup", "amdim") if m in methods]
             out["evaluation"][space] = {n: _slim(pipe.evaluate(n, eps_space=space, optimization=True))
                                         for n in names}
         out["stage_seconds"]["evaluate"] = time.perf_counter() - t0
     if "robustness" in stages:
         t0 = time.perf_counter()
-        names = [*methods, *sat_names, *base_names]
+        names = [*methods, *twins, *sat_names, *base_names]
         out["robustness"] = {"pixel": {n: _slim(pipe.robustness(n)) for n in names}}
         out["stage_seconds"]["robustness"] = time.perf_counter() - t0
     out["provenance"] = provenance(profile=profile.name, dataset=data.describe(), seed=profile.seed,
@@ -84,6 +93,15 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
     ran = {"train"} | {s for s in stages if s in STAGE_MODULES}
     out["provenance"]["stage_code"] = {s: fp for s, fp in stage_fingerprints().items() if s in ran}
     return out
+
+
+def twin_names(profile: Profile, methods: list[str] | tuple[str, ...]) -> list[str]:
+    """The supervised twins a run needs: one per other encoder of the self-supervised methods it trains."""
+    if "sup" not in methods:
+        return []
+    return [name for name, t in profile.supervised_twins().items()
+            if any(m in methods and profile.train[m].encoder == t.encoder
+                   and profile.train[m].encoder_kwargs == t.encoder_kwargs for m in ("npid", "simclr"))]
 
 
 # ----------------------------------------------------------------------------- reading and checking results files

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 import satnb
-from satnb.config import cache_dir
+from satnb.config import cache_dir, get_precision
 from satnb.fingerprint import snapshot, source_fingerprint
 
 PACKAGE_DIR = Path(satnb.__file__).resolve().parent
@@ -91,6 +91,7 @@ def provenance(profile: str | None = None, dataset: dict | None = None, seed: in
         "platform": platform.platform(),
         "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
         "threads": torch.get_num_threads(),
+        "precision": get_precision(),
         "profile": profile,
         "dataset": dataset,
         "seed": seed,
@@ -162,6 +163,7 @@ class Store:
         the code of its import closure (`satnb.fingerprint`), not comments, docstrings or other modules.
         """
         blob = canonical_json({"stage": stage, "settings": settings, "data": data_fingerprint,
+                               "precision": get_precision(),
                                "code": {"module": code, "fingerprint": source_fingerprint(code)}})
         key = hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
         art = Artifact(stage, key, self.root / stage / key)

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from satnb import mi
+from satnb import mi, stats
 from satnb.attacks import KNNOptimizationAttack, gradient_attack
 from satnb.config import AttackSettings, ConfigError
 from satnb.evaluate import EVALUATION_NUMBERS, eps_sweep, evaluate, restarts_dsr, transfer_dsr
@@ -82,6 +82,37 @@ class Studies:
     def evaluations(self, names: Sequence[str], eps_space: str = "pixel", optimization: bool = True) -> dict:
         """`evaluate` for several models, by name (what `tables.evaluation_table` shows)."""
         return {name: self.evaluate(name, eps_space, optimization) for name in names}
+
+    def refresh_check(self, seed_model: str = "amdim") -> dict | None:
+        """SAT with the profile's library refresh period against a refresh every iteration (the authors'), same length.
+
+        Both runs take `profile.refresh_check_iterations` iterations; DSR and robust accuracy (small)
+        are compared with 95% intervals (Newcombe's, unpaired: the runs attack their own first-correct
+        images). None when the profile has no check or already refreshes every iteration.
+        """
+        p = self.profile
+        n, period = p.refresh_check_iterations, p.sat.refresh_every
+        if not n or period == 1:
+            return None
+        runs = {}
+        for every in (1, period):
+            ent = self.sat(seed_model, refresh_every=every, iterations=n)
+            r = self.evaluate(ent.name, optimization=False)
+            runs[every] = {"name": ent.name, "train_seconds": ent.train_seconds, "acc": r["acc"],
+                           "dsr_small": r["dsr_small"], "dsr_small_ci": r["dsr_small_ci"],
+                           "n_attacked": r["n_attacked"],
+                           "robust_small": r["robust_small"], "robust_small_ci": r["robust_small_ci"],
+                           "n_prefix": r["n_prefix"]}
+        a, b = runs[period], runs[1]
+        out = {"seed": seed_model, "iterations": n, "refresh_every": period,
+               "runs": {str(k): v for k, v in runs.items()}}
+        for key, n_key in (("dsr_small", "n_attacked"), ("robust_small", "n_prefix")):
+            d = stats.unpaired_difference(round(a[key] * a[n_key]), a[n_key], round(b[key] * b[n_key]), b[n_key])
+            out[f"{key}_difference"] = d.value
+            out[f"{key}_difference_ci"] = [d.lo, d.hi]
+            out[f"{key}_within"] = bool(b[f"{key}_ci"][0] <= a[key] <= b[f"{key}_ci"][1])
+        out["speedup"] = b["train_seconds"] / a["train_seconds"] if a["train_seconds"] else None
+        return out
 
     # figures ----------------------------------------------------------------
     def examples(self, name: str, n: int = 4, setting: str = "small", n_neighbours: int = 5) -> dict:

@@ -18,7 +18,9 @@ LABELS = {"amdim": "SSL (AMDIM)", "npid": "SSL (NPID)", "simclr": "SSL (SimCLR)"
 
 
 def label(name: str) -> str:
-    """The display name of a model ("sat-amdim" -> "SAT (AMDIM)")."""
+    """The display name of a model ("sat-amdim" -> "SAT (AMDIM)", "sup-resnet18" -> "SUP (resnet18 twin)")."""
+    if name not in LABELS and name.startswith("sup-"):
+        return f"SUP ({name[4:]} twin)"
     return LABELS.get(name, name)
 
 
@@ -67,7 +69,7 @@ def evaluation_table(records: Mapping[str, dict]) -> pd.DataFrame:
     """
     rows = []
     for name, r in records.items():
-        row = {"model": label(name), **_measures(r)}
+        row = {"model": label(name), "encoder": r.get("encoder", "not recorded"), **_measures(r)}
         row.update({
             "noise DSR small": r["noise_dsr_small"], "noise DSR large": r["noise_dsr_large"],
             "opt success": r.get("opt_success", np.nan), "L2 median (px)": r.get("l2_median_px", np.nan),
@@ -98,7 +100,7 @@ def results_frame(res: dict, space: str = "pixel") -> pd.DataFrame:
     check_entries(res)
     rows = []
     for name, r in res["evaluation"].get(space, {}).items():
-        row = {"name": name, "model": label(name), **_measures(r)}
+        row = {"name": name, "model": label(name), "encoder": r.get("encoder", "not recorded"), **_measures(r)}
         row.update({"L2": r.get("l2", np.nan), "L2 broken": r.get("l2_mean_broken_norm", r.get("l2", np.nan)),
                     "opt success": r.get("opt_success", np.nan), "N": r["n_attacked"],
                     "train s": r.get("train_seconds", np.nan)})

@@ -164,3 +164,20 @@ def test_claim3_is_time_to_equal_robustness_on_one_encoder():
     c = claims.claim3(other)
     assert c.verdict == "not tested" and "different architectures" in c.evidence
     assert claims.time_to_target(trajectory(10.0, [0.1, 0.2]), 0.5) is None
+
+
+def test_claim1_is_not_tested_across_encoders_and_others_meet_their_twin():
+    rng = np.random.default_rng(11)
+    ev = models(rng)
+    ev["amdim"]["encoder"], ev["sup"]["encoder"] = "AMDIM ndf 32", "convnet 32-64"
+    row = claims.assess(run(ev))[0]
+    assert row.verdict == "not tested" and "mix architecture" in row.evidence
+    ev["sup"]["encoder"] = ev["npid"]["encoder"] = "AMDIM ndf 32"
+    assert claims.same_encoder_supervised(ev, "npid") == "sup"
+    ev["npid"]["encoder"] = "ResNet-18"
+    assert claims.same_encoder_supervised(ev, "npid") is None
+    ev["sup-resnet18"] = record(rng, 0.9, 0.2)
+    ev["sup-resnet18"]["encoder"] = "ResNet-18"
+    assert claims.same_encoder_supervised(ev, "npid") == "sup-resnet18"
+    row = claims.assess(run(ev))[0]
+    assert row.verdict == "holds" and "SUP (resnet18 twin)" in row.evidence

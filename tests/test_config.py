@@ -60,3 +60,36 @@ def test_bad_thread_count_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("SATNB_THREADS", "0")
     with pytest.raises(ConfigError, match="positive integer"):
         satnb.setup("smoke", dataset="digits", show=False)
+
+
+def test_every_cpu_profile_compares_on_one_encoder_and_paper_gets_a_twin():
+    for name in ("smoke", "quick", "cpu"):
+        p = get_profile(name)
+        specs = {(t.encoder, tuple(sorted(t.encoder_kwargs.items()))) for t in p.train.values()}
+        assert len(specs) == 1, (name, specs)
+        assert p.supervised_twins() == {}
+    paper = get_profile("paper")
+    twins = paper.supervised_twins()
+    assert list(twins) == ["sup-resnet18"]
+    twin, sup = twins["sup-resnet18"], paper.train["sup"]
+    assert twin.encoder == paper.train["npid"].encoder == "resnet18"
+    # SUP's recipe, on the other encoder
+    assert (twin.epochs, twin.lr, twin.optimizer, twin.batch_size) == (sup.epochs, sup.lr, sup.optimizer,
+                                                                        sup.batch_size)
+
+
+def test_cpu_profile_is_full_cifar10_with_the_authors_library():
+    p = get_profile("cpu")
+    assert p.n_train is None and p.n_test is None and p.n_library == 45000
+    assert p.n_attack == 1000 and p.n_attack_opt >= 500 and (p.n_attack_zoo or p.n_attack) >= 500
+    assert p.train["sup"].label_smoothing > 0 and p.train["sup"].optimizer == "sgd"
+    assert all(t.schedule != "constant" and t.warmup_epochs > 0 for t in p.train.values())
+
+
+def test_baseline_settings_reject_unknown_optimizer_and_schedule():
+    from satnb.config import BaselineSettings
+
+    with pytest.raises(ConfigError, match="optimizer"):
+        BaselineSettings(optimizer="rmsprop")
+    with pytest.raises(ConfigError, match="schedule"):
+        BaselineSettings(schedule="step")

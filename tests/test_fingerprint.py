@@ -94,7 +94,7 @@ def test_a_docstring_edit_keeps_a_trained_model_and_a_loop_edit_retrains(pkg, tm
     edit(pkg / "pretrain.py", '"""Representation learning:', '"""Reworded. Representation learning:')
     edit(pkg / "tables.py", "import", "import math\nimport")
     assert train("sup", data, settings, store, progress=False).cached
-    edit(pkg / "pretrain.py", "losses.append(loss.item())", "losses.append(float(loss.item()))")
+    edit(pkg / "pretrain.py", "total += loss.detach().float()", "total += loss.detach().float() * 1")
     again = train("sup", data, settings, store, progress=False)
     assert not again.cached and again.artifact.key != first.artifact.key
 
@@ -104,7 +104,7 @@ def test_results_made_before_a_training_change_are_stale(pkg):
     assert staleness(res, root=pkg) == {}
     edit(pkg / "plots.py", "import", "import math\nimport")
     assert staleness(res, root=pkg) == {}
-    edit(pkg / "pretrain.py", "losses.append(loss.item())", "losses.append(float(loss.item()))")
+    edit(pkg / "pretrain.py", "total += loss.detach().float()", "total += loss.detach().float() * 1")
     stale = staleness(res, root=pkg)
     assert list(stale) == ["train"] and "satnb.pretrain" in stale["train"]
     assert "all" in staleness({"provenance": {}})  # a file from before stage fingerprints: nothing shows it current
@@ -115,7 +115,7 @@ def test_an_edit_during_a_run_does_not_change_the_running_code_keys(pkg, monkeyp
     monkeypatch.setattr(fingerprint, "PACKAGE_DIR", pkg)
     monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)
     before = source_fingerprint("satnb.pretrain", pkg)
-    edit(pkg / "pretrain.py", "losses.append(loss.item())", "losses.append(float(loss.item()))")
+    edit(pkg / "pretrain.py", "total += loss.detach().float()", "total += loss.detach().float() * 1")
     assert source_fingerprint("satnb.pretrain", pkg) == before  # this process still runs the old code
     monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)  # a new process reads the new code
     assert source_fingerprint("satnb.pretrain", pkg) != before

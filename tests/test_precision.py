@@ -1,0 +1,163 @@
+"""Mixed precision (bf16 autocast, SATNB_PRECISION) and the learning-rate schedules of the training recipes."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from satnb import stats
+from satnb.config import ConfigError, TrainSettings, get_precision, get_profile, scheduled_lr, set_precision
+from satnb.data import load_dataset, profile_subset
+from satnb.evaluate import evaluate
+from satnb.features import build_library, extract_features
+from satnb.models import AMDIMEncoder, Classifier, ResNet18, SmallConvNet
+from satnb.pretrain import train
+from satnb.store import Store
+
+
+@pytest.fixture(autouse=True)
+def _default_precision(monkeypatch):
+    monkeypatch.delenv("SATNB_PRECISION", raising=False)
+
+
+def test_default_is_bf16_and_fp32_turns_it_off(monkeypatch):
+    assert get_precision() == "bf16"
+    monkeypatch.setenv("SATNB_PRECISION", "FP32")
+    assert get_precision() == "fp32"
+    assert set_precision("bf16") == "bf16" and get_precision() == "bf16"
+
+
+@pytest.mark.parametrize("bad", ["fp16", "half", ""])
+def test_unknown_precision_names_the_fix(monkeypatch, bad):
+    monkeypatch.setenv("SATNB_PRECISION", bad)
+    with pytest.raises(ConfigError, match="bf16 or fp32"):
+        get_precision()
+    with pytest.raises(ConfigError, match="fp32 turns mixed precision off"):
+        set_precision(bad)
+
+
+@pytest.mark.parametrize("encoder", [SmallConvNet((8, 16)), ResNet18(widths=(8, 8, 16, 16)),
+                                     AMDIMEncoder(ndf=8, n_rkhs=16, n_depth=1)])
+def test_encoders_compute_in_bf16_and_return_float32(monkeypatch, encoder):
+    x = torch.rand(4, 3, 32, 32)
+    encoder.eval()
+    seen = []
+    conv = next(m for m in encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    with torch.no_grad():
+        f_bf16 = encoder.features(x)
+        monkeypatch.setenv("SATNB_PRECISION", "fp32")
+        f_fp32 = encoder.features(x)
+    assert seen == [torch.bfloat16, torch.float32]
+    assert f_bf16.dtype == f_fp32.dtype == torch.float32
+    # bf16 keeps 8 bits of mantissa: the features agree to a few per cent, not exactly
+    rel = (f_bf16 - f_fp32).norm() / f_fp32.norm()
+    assert 0 < rel < 0.05
+
+
+def test_gradients_reach_the_input_in_float32():
+    model = Classifier(SmallConvNet((8, 16)), 10).eval()
+    x = torch.rand(3, 3, 32, 32, requires_grad=True)
+    loss = torch.nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2]))
+    assert loss.dtype == torch.float32
+    (g,) = torch.autograd.grad(loss, x)
+    assert g.dtype == torch.float32 and torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_precision_is_part_of_every_cache_key(tmp_path, monkeypatch):
+    store = Store(tmp_path)
+    a = store.artifact("train-sup", {"x": 1}, "data", code="satnb.pretrain")
+    monkeypatch.setenv("SATNB_PRECISION", "fp32")
+    b = store.artifact("train-sup", {"x": 1}, "data", code="satnb.pretrain")
+    assert a.key != b.key
+
+
+@pytest.mark.slow
+def test_bf16_and_fp32_agree_on_a_trained_smoke_model(shared_data, tmp_path, monkeypatch):
+    """kNN predictions from bf16 and fp32 features agree on >= 99% of test images; DSR within its interval."""
+    monkeypatch.setenv("SATNB_DATA", str(shared_data))
+    profile = get_profile("smoke")
+    data = profile_subset(load_dataset("cifar10", fallback=False, download=False), profile)
+    settings = TrainSettings("amdim", epochs=2, batch_size=100, lr=0.05, optimizer="sgd", schedule="onecycle",
+                             warmup_epochs=0.5, label_smoothing=0.1,
+                             encoder_kwargs={"ndf": 16, "n_rkhs": 64, "n_depth": 1, "use_bn": True})
+    model = train("sup", data, settings, Store(tmp_path), seed=0, progress=False).model
+    out = {}
+    for precision in ("fp32", "bf16"):
+        monkeypatch.setenv("SATNB_PRECISION", precision)
+        knn = build_library(model, data.x_train, data.y_train, k=profile.k, n_classes=10)
+        pred = knn.predict(extract_features(model, data.x_test)).numpy()
+        out[precision] = (pred, evaluate(model, knn, data.x_test, data.y_test, profile, optimization=False,
+                                         progress=False))
+    (p32, e32), (p16, e16) = out["fp32"], out["bf16"]
+    assert (p32 == data.y_test).mean() > 0.3  # a model that learned something
+    assert (p32 == p16).mean() >= 0.99
+    for st in ("small", "large"):
+        lo, hi = e16[f"dsr_{st}_ci"]
+        assert lo <= e32[f"dsr_{st}"] <= hi, (st, e32[f"dsr_{st}"], e16[f"dsr_{st}_ci"])
+        diff = stats.unpaired_difference(round(e32[f"dsr_{st}"] * e32["n_attacked"]), e32["n_attacked"],
+                                         round(e16[f"dsr_{st}"] * e16["n_attacked"]), e16["n_attacked"])
+        assert diff.lo <= 0 <= diff.hi
+
+
+# ----------------------------------------------------------------------------- schedules
+
+
+def test_warmup_then_cosine_matches_torch_cosine_annealing():
+    lr, warm, total = 0.4, 10, 110
+    ours = [scheduled_lr(lr, "cosine", warm, total, s) for s in range(total)]
+    assert ours[:warm] == pytest.approx([lr * (s + 1) / warm for s in range(warm)])
+    p = torch.nn.Parameter(torch.zeros(1))
+    opt = torch.optim.SGD([p], lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total - warm, eta_min=0.0)
+    ref = []
+    for _ in range(total - warm):
+        ref.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert ours[warm:] == pytest.approx(ref, abs=1e-12)
+
+
+def test_onecycle_is_a_triangle_and_constant_is_flat():
+    lr = 1.0
+    tri = [scheduled_lr(lr, "onecycle", 4, 12, s) for s in range(12)]
+    assert tri[3] == pytest.approx(1.0) and tri[4] == pytest.approx(1.0)
+    assert tri[8] == pytest.approx(0.5) and tri[-1] == pytest.approx(1 / 8)
+    assert all(a >= b for a, b in zip(tri[4:], tri[5:]))
+    assert [scheduled_lr(lr, "constant", 0, 12, s) for s in range(12)] == [1.0] * 12
+
+
+def test_train_settings_lr_follows_epochs_and_rejects_bad_recipes():
+    s = TrainSettings("convnet", epochs=4, batch_size=10, lr=0.2, optimizer="sgd", schedule="cosine",
+                      warmup_epochs=1)
+    assert s.lr_at(9, 10) == pytest.approx(0.2)
+    assert s.lr_at(25, 10) == pytest.approx(0.2 * 0.5 * (1 + math.cos(math.pi * 15 / 30)))
+    with pytest.raises(ConfigError, match="schedule"):
+        TrainSettings("convnet", 4, 10, 0.1, schedule="step")
+    with pytest.raises(ConfigError, match="optimizer"):
+        TrainSettings("convnet", 4, 10, 0.1, optimizer="lamb")
+    with pytest.raises(ConfigError, match="warmup_epochs"):
+        TrainSettings("convnet", 4, 10, 0.1, warmup_epochs=5)
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        TrainSettings("convnet", 4, 10, 0.1, label_smoothing=1.0)
+
+
+def test_training_follows_the_schedule_and_label_smoothing_matters(tmp_path):
+    data = load_dataset("digits").subset(200, 50, seed=0)
+    base = dict(encoder="convnet", epochs=3, batch_size=50, lr=0.05, optimizer="sgd", weight_decay=5e-4,
+                encoder_kwargs={"widths": (8, 16)})
+    a = train("sup", data, TrainSettings(**base, schedule="onecycle", warmup_epochs=1), Store(tmp_path),
+              progress=False)
+    b = train("sup", data, TrainSettings(**base, schedule="onecycle", warmup_epochs=1, label_smoothing=0.2),
+              Store(tmp_path), progress=False)
+    steps = 200 // 50
+    # the history records the learning rate of each epoch's last step
+    expected = [TrainSettings(**base, schedule="onecycle", warmup_epochs=1).lr_at((e + 1) * steps - 1, steps)
+                for e in range(3)]
+    assert [h["lr"] for h in a.history] == pytest.approx(expected)
+    assert expected[0] == pytest.approx(0.05) and expected[-1] < expected[1] < expected[0]
+    wa = torch.cat([p.flatten() for p in a.model.parameters()])
+    wb = torch.cat([p.flatten() for p in b.model.parameters()])
+    assert not torch.allclose(wa, wb)
+    assert np.isfinite([h["loss"] for h in a.history]).all()

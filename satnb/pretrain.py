@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from satnb.augment import amdim_augment, npid_augment, simclr_augment, supervised_augment
 from satnb.config import METHODS, ConfigError, TrainSettings
-from satnb.data import CIFAR10_MEAN, CIFAR10_STD, Dataset, to_tensor
+from satnb.data import CIFAR10_MEAN, CIFAR10_STD, Dataset
 from satnb.losses import AMDIMLoss, NPIDMemoryBank, NTXentLoss
 from satnb.models import Classifier, MLPHead, ProjectionModel, build_encoder
 from satnb.store import Artifact, Store, provenance, restoring
@@ -51,6 +51,11 @@ def build_model(method: str, settings: TrainSettings, data: Dataset) -> nn.Modul
     if settings.encoder != "amdim":
         raise ConfigError(f"method 'amdim' needs the AMDIM encoder, not {settings.encoder!r}")
     return encoder
+
+
+def batch_images(x_uint8: Tensor, idx: Tensor) -> Tensor:
+    """Float NCHW images in [0, 1] (channels_last) of a batch of uint8 NHWC images, on their device."""
+    return x_uint8[idx].permute(0, 3, 1, 2).float().div_(255.0).contiguous(memory_format=torch.channels_last)
 
 
 class _Objective(nn.Module):
@@ -153,8 +158,9 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
             opt.load_state_dict(state["optimizer"])
             start_epoch, history, spent = int(state["epoch"]), list(state["history"]), float(state["spent"])
 
-    x_all = to_tensor(images)
-    y_all = torch.as_tensor(data.y_train if method == "sup" else np.zeros(len(images), dtype=np.int64))
+    # the images stay uint8 NHWC on the device (CIFAR-10: 150 MB); each batch becomes float NCHW there
+    x_all = torch.from_numpy(np.ascontiguousarray(images)).to(device)
+    y_all = torch.as_tensor(data.y_train if method == "sup" else np.zeros(len(images), dtype=np.int64)).to(device)
     n = len(x_all)
     bs = min(settings.batch_size, n)
     steps = n // bs  # the last partial batch is dropped (contrastive losses need full ones)
@@ -163,7 +169,7 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
     for epoch in bar:
         t0 = time.perf_counter()
         torch.manual_seed(seed * 100_003 + epoch)  # per-epoch seed: a resumed run replays the same epoch
-        perm = torch.randperm(n)
+        perm = torch.randperm(n).to(device)
         model.train()
         total = torch.zeros((), device=device)  # summed on the device: no host sync per step
         for b in range(steps):
@@ -171,8 +177,8 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
             for group in opt.param_groups:
                 group["lr"] = lr
             idx = perm[b * bs:(b + 1) * bs]
-            x = x_all[idx].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            loss = objective(model, x, y_all[idx].to(device), idx.to(device))
+            x = batch_images(x_all, idx)
+            loss = objective(model, x, y_all[idx], idx)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

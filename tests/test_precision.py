@@ -161,3 +161,15 @@ def test_training_follows_the_schedule_and_label_smoothing_matters(tmp_path):
     wb = torch.cat([p.flatten() for p in b.model.parameters()])
     assert not torch.allclose(wa, wb)
     assert np.isfinite([h["loss"] for h in a.history]).all()
+
+
+def test_batches_from_device_resident_uint8_match_to_tensor():
+    from satnb.data import to_tensor
+    from satnb.pretrain import batch_images
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    idx = torch.tensor([3, 0, 19, 7])
+    x = batch_images(torch.from_numpy(images), idx)
+    assert torch.equal(x, to_tensor(images[idx.numpy()]))
+    assert x.is_contiguous(memory_format=torch.channels_last) and x.dtype == torch.float32

@@ -364,7 +364,9 @@ class _Library:
     def load(self, state: dict) -> None:
         """Refit the library saved by state() (labels are the run's own)."""
         feats = state.get("library")
-        self.knn = None if feats is None else KNN(self.k, n_classes=self.n_classes).fit(feats, self.labels)
+        device = next(self.model.parameters()).device
+        self.knn = None if feats is None else KNN(self.k, n_classes=self.n_classes, device=device).fit(feats,
+                                                                                                       self.labels)
 
 
 def sat(model: nn.Module, x_train: Images, y_library: Images, settings: SATSettings, attack: AttackSettings,

@@ -285,6 +285,16 @@ def get_precision() -> str:
     return value
 
 
+def effective_precision(device: torch.device | str) -> str:
+    """The precision that runs on a device: bf16 needs a CPU or a CUDA device with bf16 support (not a T4)."""
+    kind = torch.device(device).type
+    if get_precision() != "bf16" or kind not in ("cpu", "cuda"):
+        return "fp32"
+    if kind == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        return "fp32"
+    return "bf16"
+
+
 def set_precision(name: str) -> str:
     """Set the precision for this process (as `SATNB_PRECISION` does) and return it."""
     key = str(name).strip().lower()

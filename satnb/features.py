@@ -43,7 +43,8 @@ def build_library(model: nn.Module, images: np.ndarray | Tensor, labels: np.ndar
                   n_classes: int | None = None, progress: bool = False) -> KNN:
     """Fit the kNN on the features of the library images under the current model."""
     feats = extract_features(model, images, progress=progress, desc="library")
-    return KNN(k=k, n_classes=n_classes).fit(feats, torch.as_tensor(np.asarray(labels)))
+    device = next(model.parameters()).device
+    return KNN(k=k, n_classes=n_classes, device=device).fit(feats, torch.as_tensor(np.asarray(labels)))
 
 
 def predict(model: nn.Module, knn: KNN, images: np.ndarray | Tensor, batch_size: int = 512) -> Tensor:

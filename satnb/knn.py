@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 
-import faiss
 import numpy as np
 import torch
 from torch import Tensor
@@ -27,6 +26,17 @@ from tqdm.auto import tqdm
 from satnb.config import ConfigError
 
 GUIDE_MODES = ("authors", "paper")
+BACKENDS = ("auto", "faiss", "torch")
+TORCH_BLOCK = 1 << 26  # queries x library entries per block of the torch search (256 MB of float32 scores)
+
+
+def _faiss():
+    """faiss, imported on first use (the torch backend, e.g. on a GPU box, runs without it)."""
+    try:
+        import faiss
+    except ImportError as err:  # pragma: no cover - faiss-cpu is a dependency
+        raise ConfigError("faiss is not installed; `pip install faiss-cpu`, or use KNN(backend='torch')") from err
+    return faiss
 SMALL_QUERY = 256  # below this many queries faiss runs on one thread (see _faiss_threads)
 BLAS_MIN_QUERIES = 16  # from this many queries a search uses faiss' BLAS kernel (see _faiss_blas)
 
@@ -37,6 +47,7 @@ def _faiss_threads(n: int | None) -> Iterator[None]:
     if n is None:
         yield
         return
+    faiss = _faiss()
     before = faiss.omp_get_max_threads()
     faiss.omp_set_num_threads(n)
     try:
@@ -60,6 +71,7 @@ def _faiss_blas(n_queries: int) -> Iterator[None]:
     if n_queries < BLAS_MIN_QUERIES:
         yield
         return
+    faiss = _faiss()
     before = faiss.cvar.distance_compute_blas_threshold, faiss.cvar.distance_compute_min_k_reservoir
     faiss.cvar.distance_compute_blas_threshold = 0
     faiss.cvar.distance_compute_min_k_reservoir = 1  # reservoir selection: a few percent faster than the heap
@@ -114,20 +126,27 @@ def _augment_library(x: Tensor) -> Tensor:
 
 def _augment_queries(q: Tensor) -> Tensor:
     """Query rows [q, 1] for the inner-product index."""
-    return torch.cat([q, torch.ones(len(q), 1)], 1).contiguous()
+    return torch.cat([q, torch.ones(len(q), 1, device=q.device, dtype=q.dtype)], 1).contiguous()
 
 
 class KNN:
     """Exact L2 k-nearest-neighbour majority-vote classifier over a feature library."""
 
     def __init__(self, k: int = 75, n_classes: int | None = None, batch_size: int = 8192,
-                 threads: int | None = None, progress: bool = False) -> None:
+                 threads: int | None = None, progress: bool = False, backend: str = "auto",
+                 device: torch.device | str | None = None) -> None:
         """Set k, the number of classes (None: inferred on fit), queries per search call, faiss threads, bars.
 
         threads=None uses one faiss thread for small query batches (an attack's per-step checks,
         where faiss' and torch's OpenMP pools otherwise spin against each other and a search
-        costs ~30x more) and faiss' default for large ones.
+        costs ~30x more) and faiss' default for large ones. backend "faiss" searches on the CPU
+        with faiss, "torch" with a matrix product and top-k on `device` (the library stays there);
+        "auto" is torch on a CUDA device and faiss otherwise. Both rank by the same scores.
         """
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown kNN backend {backend!r}; use one of {', '.join(BACKENDS)}")
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.backend = ("torch" if self.device.type == "cuda" else "faiss") if backend == "auto" else backend
         self.k = _check_int(k, "k", 1, "the paper uses k=75")
         self.threads = None if threads is None else _check_int(threads, "threads", 1, "or None for automatic")
         self.n_classes = None if n_classes is None else _check_int(n_classes, "n_classes", 1, "or pass None")
@@ -135,8 +154,8 @@ class KNN:
         self.progress = progress
         self.features: Tensor | None = None
         self.labels: Tensor | None = None
-        self.index: faiss.IndexFlatIP | None = None
-        self._class_cache: dict[int, tuple[faiss.IndexFlatL2, Tensor]] = {}
+        self.index = None  # faiss.IndexFlatIP, or the (N, D+1) library rows on `device` (torch backend)
+        self._class_cache: dict[int, tuple[object, Tensor]] = {}
 
     def __repr__(self) -> str:
         size = "unfitted" if self.features is None else f"library={tuple(self.features.shape)}"
@@ -166,8 +185,12 @@ class KNN:
         self.features, self.labels = feats, labs
         # argmin_x ||q - x||^2 = argmax_x (q.x - ||x||^2 / 2): one inner product with [x, -||x||^2/2]
         # and [q, 1] ranks exactly like L2 and spares faiss a pass that adds the norms to every distance
-        self.index = faiss.IndexFlatIP(feats.shape[1] + 1)
-        self.index.add(_augment_library(feats).numpy())
+        rows = _augment_library(feats)
+        if self.backend == "torch":
+            self.index = rows.to(self.device)
+        else:
+            self.index = _faiss().IndexFlatIP(feats.shape[1] + 1)
+            self.index.add(rows.numpy())
         self._class_cache = {}
         return self
 
@@ -230,6 +253,8 @@ class KNN:
         dists = np.empty((len(q), k), dtype=np.float32)
         idx = np.empty((len(q), k), dtype=np.int64)
         starts = range(0, len(q), self.batch_size)
+        if self.backend == "torch":
+            return self._torch_search(q, k, device)
         with self._threads(len(q)):
             for s in tqdm(starts, desc="kNN search", disable=not self.progress or len(starts) < 2, leave=False):
                 block = q[s:s + self.batch_size]
@@ -238,6 +263,19 @@ class KNN:
                 idx[s:s + len(i)] = i
         # ||q||^2 - 2 (q.x - ||x||^2/2) = ||q - x||^2 up to float32 rounding, which can dip just below zero
         return torch.from_numpy(dists).clamp_(min=0).to(device), torch.from_numpy(idx).to(device)
+
+    def _torch_search(self, q: Tensor, k: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The same scores as the faiss index, as a matrix product and top-k on the library's device."""
+        lib = self.index
+        step = max(1, TORCH_BLOCK // len(lib))
+        dists, idx = [], []
+        for s in range(0, len(q), step):
+            block = q[s:s + step].to(self.device)
+            sim = _augment_queries(block) @ lib.T
+            top, i = sim.topk(k, dim=1, largest=True, sorted=True)
+            dists.append(block.pow(2).sum(1, keepdim=True) - 2 * top)
+            idx.append(i)
+        return torch.cat(dists).clamp_(min=0).to(device), torch.cat(idx).to(device)
 
     def _counts_and_first(self, features: Tensor | np.ndarray) -> tuple[Tensor, Tensor, torch.device]:
         """Votes per class (B, C) and the rank of each class's nearest neighbour (self.k when absent)."""
@@ -273,13 +311,17 @@ class KNN:
 
     # ------------------------------------------------------------------ per-class search (guides)
 
-    def class_index(self, c: int) -> tuple[faiss.IndexFlatL2, Tensor]:
-        """Return an exact index over the library samples of class c and their library indices (cached)."""
+    def class_index(self, c: int) -> tuple[object, Tensor]:
+        """Return an exact index over the library samples of class c (torch: their features on the device) and
+        their library indices (cached)."""
         self._check_fitted()
         if c not in self._class_cache:
             members = (self.labels == c).nonzero().flatten()
-            index = faiss.IndexFlatL2(self.features.shape[1])
-            index.add(self.features[members].numpy())
+            if self.backend == "torch":
+                index = self.features[members].to(self.device)
+            else:
+                index = _faiss().IndexFlatL2(self.features.shape[1])
+                index.add(self.features[members].numpy())
             self._class_cache[c] = (index, members)
         return self._class_cache[c]
 
@@ -292,6 +334,11 @@ class KNN:
                 f"{k} neighbours are needed from class {c}, but the library holds only {len(members)} samples "
                 f"of it; lower m (or k) to at most {len(members)} or use a larger library"
             )
+        if self.backend == "torch":
+            qd = q.to(self.device)
+            d2 = (qd.pow(2).sum(1, keepdim=True) - 2 * qd @ index.T + index.pow(2).sum(1)[None]).clamp_(min=0)
+            d, i = d2.topk(k, dim=1, largest=False, sorted=True)
+            return d.cpu(), members[i.cpu()]
         with self._threads(len(q)):
             d, i = index.search(q.numpy(), k)
         return torch.from_numpy(d).clamp_(min=0), members[torch.from_numpy(i)]

@@ -58,7 +58,8 @@ class Libraries:
         memo = self._library_cache.get(name)
         if memo is None or memo[0] != key:
             labels = torch.as_tensor(self.data.y_train[self.library_index])
-            knn = KNN(k=self.profile.k, n_classes=self.data.n_classes).fit(self.features(name, "library"), labels)
+            knn = KNN(k=self.profile.k, n_classes=self.data.n_classes, device=self.device).fit(
+                self.features(name, "library"), labels)
             self._library_cache[name] = memo = (key, knn)
         return memo[1]
 
@@ -68,7 +69,7 @@ class Libraries:
         feats = self.test_features(name)
         if k is None or k == knn.k:
             return knn.score(feats, torch.as_tensor(self.data.y_test))
-        other = KNN(k=k, n_classes=knn.n_classes).fit(knn.features, knn.labels)
+        other = KNN(k=k, n_classes=knn.n_classes, device=knn.device).fit(knn.features, knn.labels)
         return other.score(feats, torch.as_tensor(self.data.y_test))
 
     def attacked(self, name: str, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:

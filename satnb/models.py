@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from satnb.config import get_precision
+from satnb.config import effective_precision
 
 CIFAR10_MEAN: tuple[float, float, float] = (125.3 / 255, 123.0 / 255, 113.9 / 255)
 CIFAR10_STD: tuple[float, float, float] = (63.0 / 255, 62.1 / 255, 66.7 / 255)
@@ -71,11 +71,13 @@ class Normalize(nn.Module):
 
 
 def autocast(device: torch.device | str) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast on the device's type when the precision is bf16 (`config.get_precision`), else a no-op."""
-    kind = torch.device(device).type
-    if get_precision() != "bf16" or kind not in ("cpu", "cuda"):
+    """bfloat16 autocast when the precision is bf16 and the device runs it (`config.effective_precision`), else a no-op.
+
+    A CUDA device without bf16 (e.g. Colab's T4) computes in float32.
+    """
+    if effective_precision(device) != "bf16":
         return contextlib.nullcontext()
-    return torch.autocast(kind, dtype=torch.bfloat16)
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

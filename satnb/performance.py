@@ -81,6 +81,28 @@ class Benchmarks:
             proj_df = proj_df.rename_axis("schedule").round(1)
         return phase_df, proj_df
 
+    def train_throughput(self) -> pd.DataFrame | None:
+        """Training images/s per method in fp32 and bf16, their ratio, and the bf16 step's share of the matmul peak."""
+        rec = self.records.get("train") or {}
+        rows = (rec.get("checks") or {}).get("throughput")
+        if not isinstance(rows, dict) or not rows:
+            return None
+        out = pd.DataFrame([{
+            "method": _METHOD_NAMES.get(r.get("method"), key), "encoder": r.get("encoder"),
+            "fp32 images/s": r.get("fp32_images_per_s"), "bf16 images/s": r.get("bf16_images_per_s"),
+            "bf16 / fp32": fmt(r.get("bf16_over_fp32"), "x"), "GFLOP per step": r.get("gflop_per_step"),
+            "bf16 GFLOP/s": r.get("bf16_gflops"),
+            "% of bf16 peak": _percent(r.get("bf16_fraction_of_bf16_peak")),
+        } for key, r in rows.items()])
+        return out.set_index(["method", "encoder"])
+
+
+_METHOD_NAMES = {"amdim": "AMDIM", "npid": "NPID", "simclr": "SimCLR", "sup": "SUP"}
+
+
+def _percent(fraction) -> str:
+    return "n/a" if fraction is None or fraction != fraction else f"{100 * fraction:.1f}%"
+
 
 def _without_folders(command: str) -> str:
     """A command line with each absolute path cut to its file name (no folder of the measuring machine on a page)."""

@@ -236,3 +236,56 @@ def attack_zoo_plot(table: pd.DataFrame, measure: str = "robust") -> plt.Figure:
     axes[0][-1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig
+
+
+def _empty(message: str, figsize: tuple[float, float] = (6, 1.2)) -> plt.Figure:
+    """A figure that says, in words, why there is nothing to plot."""
+    fig, ax = plt.subplots(figsize=figsize)
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center", fontsize=10, wrap=True)
+    return fig
+
+
+def knn_curves(frame: pd.DataFrame) -> plt.Figure:
+    """kNN test accuracy against epoch (left) and training minutes (right), one row of panels per run.
+
+    `frame` is `tables.curve_frame`'s: columns run, model, epoch, minutes, kNN accuracy.
+    """
+    if frame.empty:
+        return _empty("no kNN-accuracy curve recorded (the profile's curve_every is 0, or the file predates curves)")
+    runs = list(dict.fromkeys(frame["run"]))
+    palette = dict(zip(dict.fromkeys(frame["model"]), sns.color_palette("tab10")))
+    fig, axes = plt.subplots(len(runs), 2, figsize=(10, 3.2 * len(runs)), sharey=True, squeeze=False)
+    for row, run in zip(axes, runs):
+        sel = frame[frame["run"] == run]
+        for ax, x, name in zip(row, ("epoch", "minutes"), ("epoch", "training minutes (kNN evaluations excluded)")):
+            sns.lineplot(data=sel, x=x, y="kNN accuracy", hue="model", palette=palette, marker="o", ax=ax,
+                         legend=ax is row[1])
+            ax.set_xlabel(name)
+            ax.set_title(run, fontsize=9)
+        row[1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("kNN test accuracy")
+    fig.tight_layout()
+    return fig
+
+
+def clean_accuracy_curves(frame: pd.DataFrame, unit: str = "epoch") -> plt.Figure:
+    """Clean kNN accuracy along each fine-tuning run (e.g. AT, MAT, ALP per epoch), one panel per run.
+
+    `frame` is `tables.trajectory_frame`'s: columns run, model, <unit>, ACC.
+    """
+    if frame.empty:
+        return _empty("no fine-tuning trajectory recorded")
+    runs = list(dict.fromkeys(frame["run"]))
+    palette = dict(zip(dict.fromkeys(frame["model"]), sns.color_palette("tab10")))
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.4), sharey=True, squeeze=False)
+    for ax, run in zip(axes[0], runs):
+        sns.lineplot(data=frame[frame["run"] == run], x=unit, y="ACC", hue="model", palette=palette, marker="o",
+                     ax=ax, legend=ax is axes[0][-1])
+        ax.set_title(run, fontsize=9)
+        ax.set_ylabel("clean kNN accuracy")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    axes[0][-1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    fig.tight_layout()
+    return fig

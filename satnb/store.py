@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 import satnb
-from satnb.config import cache_dir, get_precision
+from satnb.config import cache_dir, effective_precision, get_precision
 from satnb.fingerprint import snapshot, source_fingerprint
 
 PACKAGE_DIR = Path(satnb.__file__).resolve().parent
@@ -91,7 +91,7 @@ def provenance(profile: str | None = None, dataset: dict | None = None, seed: in
         "platform": platform.platform(),
         "device": device or ("cuda" if torch.cuda.is_available() else "cpu"),
         "threads": torch.get_num_threads(),
-        "precision": get_precision(),
+        "precision": effective_precision(device or ("cuda" if torch.cuda.is_available() else "cpu")),
         "profile": profile,
         "dataset": dataset,
         "seed": seed,

@@ -7,6 +7,7 @@ import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
+from satnb.config import ConfigError
 from satnb.knn import KNN, _put_first, guide_groups, guide_means
 
 
@@ -229,3 +230,33 @@ def test_blas_switch_restores_faiss_threshold_even_on_error():
     knn = KNN(k=3).fit(torch.randn(50, 4), torch.randint(0, 2, (50,)))
     knn.search(torch.randn(40, 4))
     assert faiss.cvar.distance_compute_blas_threshold == before
+
+
+def test_torch_backend_matches_faiss_on_the_same_features():
+    """The GPU path's search (matrix product + top-k) gives the faiss path's neighbours, votes and guides."""
+    from satnb.knn import guide_groups
+
+    g = torch.Generator().manual_seed(0)
+    lib, labels = torch.randn(3000, 32, generator=g), torch.randint(0, 10, (3000,), generator=g)
+    q = torch.randn(700, 32, generator=g)
+    a = KNN(k=25, n_classes=10, backend="faiss").fit(lib, labels)
+    b = KNN(k=25, n_classes=10, backend="torch").fit(lib, labels)
+    assert a.backend == "faiss" and b.backend == "torch"
+    da, ia = a.search(q)
+    db, ib = b.search(q)
+    assert torch.equal(ia, ib)
+    assert torch.allclose(da, db, rtol=1e-4, atol=1e-4)
+    # an independent reference: brute-force squared distances
+    ref = torch.cdist(q.double(), lib.double()).pow(2).topk(25, largest=False).indices
+    assert torch.equal(ia, ref)
+    assert torch.equal(a.predict(q), b.predict(q))
+    for mode in ("authors", "paper"):
+        assert torch.equal(guide_groups(a, q[:50], labels[:50], m=40, mode=mode),
+                           guide_groups(b, q[:50], labels[:50], m=40, mode=mode))
+
+
+def test_backend_auto_picks_torch_only_on_cuda_and_rejects_unknown():
+    assert KNN(5).backend == "faiss" and KNN(5, device="cpu").backend == "faiss"
+    assert KNN(5, device="cuda:0").backend == "torch"  # no CUDA needed to choose
+    with pytest.raises(ConfigError, match="backend"):
+        KNN(5, backend="annoy")

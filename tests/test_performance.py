@@ -35,3 +35,69 @@ def test_missing_results_say_how_to_make_them(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError, match="run_all.py"):
         find_results("benchmarks/none.json")
+
+
+TRAIN_CONFIGS = {"amdim", "npid", "simclr", "sup", "sup-convnet"}
+
+
+def test_committed_train_record_if_present():
+    """The training-throughput record (benchmarks/bench_train.py), when the results file has one."""
+    raw = json.loads(find_results().read_text())
+    rec = {r["benchmark"]: r for r in raw["benchmarks"]}.get("train")
+    if rec is None or rec.get("error"):
+        pytest.skip("no train benchmark record in the committed results")
+    rows = rec["checks"]["throughput"]
+    assert set(rows) == TRAIN_CONFIGS
+    names = [f["name"] for f in rec["figures"]]
+    for row in rows.values():
+        assert row["fp32_images_per_s"] > 0 and row["bf16_images_per_s"] > 0 and row["gflop_per_step"] > 0
+        assert row["bf16_over_fp32"] == pytest.approx(row["bf16_images_per_s"] / row["fp32_images_per_s"], rel=0.01)
+        assert row["bf16_gflops"] == pytest.approx(row["gflop_per_step"] / row["bf16_step_s"], rel=0.02)
+        assert 0 < row["bf16_fraction_of_bf16_peak"] < 2
+        label = f"{row['method']} on {row['encoder']}: ".lower()
+        for p in ("fp32", "bf16"):  # one images/s figure per precision, named by method and encoder
+            assert sum(n.lower() == f"{label}{p} images/s" for n in names) == 1
+    targets = [r for r in rec["ratios"] if r["target"]]  # SUP on each encoder, and nothing else
+    assert len(targets) == 2 and all(r["target"] == ">= 1.6" and r["name"].startswith("SUP on ") for r in targets)
+    for key in ("sup", "sup-convnet"):
+        assert sum(r["name"].startswith(f"SUP on {rows[key]['encoder']}:") for r in targets) == 1
+    assert rec["checks"]["peak"]["bf16_gflops"] > 0 and rec["checks"]["peak"]["fp32_gflops"] > 0
+    tta = [f for f in rec["figures"] if "kNN accuracy" in f["name"]]
+    assert len(tta) == 2 and all(f["unit"] == "min" for f in tta)
+    assert all((f["value"] is None and f["note"]) or f["value"] > 0 for f in tta)
+    assert sum(r["benchmark"] == "train" for r in raw["table"]) == len(rec["figures"]) + len(rec["ratios"])
+    table = Benchmarks.load(find_results()).train_throughput()
+    assert table is not None and len(table) == len(TRAIN_CONFIGS)
+
+
+def test_train_throughput_table(tmp_path):
+    row = {"method": "sup", "encoder": "convnet 32-64-128-256", "fp32_images_per_s": 100.0,
+           "bf16_images_per_s": 180.0, "bf16_over_fp32": 1.8, "gflop_per_step": 22.6, "bf16_gflops": 16.0,
+           "bf16_fraction_of_bf16_peak": 0.05}
+    rec = {"benchmark": "train", "figures": [], "ratios": [], "checks": {"throughput": {"sup-convnet": row}}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"command": "x", "benchmarks": [rec], "table": []}))
+    table = Benchmarks.load(path).train_throughput()
+    assert table.loc[("SUP", "convnet 32-64-128-256")].to_dict() == {
+        "fp32 images/s": 100.0, "bf16 images/s": 180.0, "bf16 / fp32": "1.800x", "GFLOP per step": 22.6,
+        "bf16 GFLOP/s": 16.0, "% of bf16 peak": "5.0%"}
+    path.write_text(json.dumps({"command": "x", "benchmarks": [], "table": []}))
+    assert Benchmarks.load(path).train_throughput() is None
+
+
+def test_time_to_accuracy_reads_the_reference_curve(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(find_results().parent))
+    from bench_train import time_to_accuracy
+
+    curve = [{"epoch": e, "seconds": 60.0, **({} if a is None else {"knn_acc": a})}
+             for e, a in [(1, 0.5), (2, None), (3, 0.86), (4, None), (5, 0.89)]]
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps({"training": {"sup": {"curve": curve}}}))
+    (to85, to90), info = time_to_accuracy(path)
+    assert to85["value"] == pytest.approx(3.0) and info["reached"]["0.85"]["epoch"] == 3
+    assert to90["value"] is None and "not reached (best 89.0% after 5.0 min" in to90["note"]
+    path.write_text(json.dumps({"training": {"sup": {"seconds": 10.0}}}))  # the old format: no curve
+    figures, info = time_to_accuracy(path)
+    assert [f["value"] for f in figures] == [None, None] and "no training.sup.curve" in info["note"]

@@ -194,7 +194,9 @@ def save(rec: dict, path: Path = RESULTS) -> None:
     path.write_text(json.dumps(data, indent=1) + "\n")
 
 
-def _fmt(value: float, unit: str) -> str:
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:  # a figure that could not be measured (its note says why)
+        return "n/a"
     if not math.isfinite(value):
         return str(value)
     if unit == "x":

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, configure, log, parser, print_table, provenance, table_rows  # noqa: E402
 
 BENCHMARKS = {"knn": "bench_knn", "attack": "bench_attack", "opt_attack": "bench_opt_attack", "sat": "bench_sat",
-              "book": "bench_book"}
+              "train": "bench_train", "book": "bench_book"}
 
 
 def flat(records: list[dict]) -> list[dict]:

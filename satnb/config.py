@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-PROFILE_NAMES = ("smoke", "quick", "cpu", "paper")
+PROFILE_NAMES = ("smoke", "quick", "cpu", "gpu", "paper")
 PRECISIONS = ("bf16", "fp32")
 DEFAULT_PRECISION = "bf16"
 OPTIMIZERS = ("adam", "adamw", "sgd")
@@ -205,6 +205,8 @@ def cpu_recipes(epochs: dict[str, int], batch_size: int = 256, encoder_kwargs: d
                              warmup_epochs=warm[m], **recipes[m]) for m, e in epochs.items()}
 
 
+_PAPER_AMDIM = {"ndf": 128, "n_rkhs": 128, "n_depth": 3}
+
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke", n_train=1000, n_test=500, k=15, m=30, n_attack=40, n_attack_opt=12,
@@ -232,6 +234,24 @@ PROFILES: dict[str, Profile] = {
         baselines=BaselineSettings(epochs=3, batch_size=100, lr=0.02, weight_decay=5e-4, optimizer="sgd",
                                    schedule="cosine", warmup_epochs=0.2),
         mi_steps=800, curve_every=5, refresh_check_iterations=100,
+    ),
+    # the paper's architectures and protocol in about an hour on one A100/H100-class GPU: fewer epochs
+    "gpu": Profile(
+        name="gpu", n_train=None, n_test=None, n_library=45000, k=75, m=300, n_attack=1000, n_attack_opt=1000,
+        train={
+            "amdim": TrainSettings("amdim", 100, 256, 1e-3, schedule="cosine", warmup_epochs=2,
+                                   encoder_kwargs=dict(_PAPER_AMDIM)),
+            "npid": TrainSettings("resnet18", 100, 256, 0.06, optimizer="sgd", weight_decay=5e-4,
+                                  schedule="cosine", warmup_epochs=2),
+            "simclr": TrainSettings("resnet18", 100, 256, 1e-3, schedule="cosine", warmup_epochs=2),
+            "sup": TrainSettings("amdim", 60, 256, 0.2, optimizer="sgd", weight_decay=5e-4, schedule="onecycle",
+                                 warmup_epochs=3, label_smoothing=0.1, encoder_kwargs=dict(_PAPER_AMDIM)),
+        },
+        opt_binary_steps=10, opt_steps=100, n_attack_zoo=500,
+        sat=SATSettings(iterations=300, batch_size=100, eval_every=50),
+        baselines=BaselineSettings(epochs=10, batch_size=100, lr=0.02, weight_decay=5e-4, optimizer="sgd",
+                                   schedule="cosine", warmup_epochs=0.5),
+        mi_steps=2000, curve_every=10, fallback_to_digits=False,
     ),
     "paper": Profile(
         name="paper", n_train=None, n_test=None, n_library=45000, k=75, m=300, n_attack=1000,

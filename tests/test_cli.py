@@ -65,7 +65,7 @@ def test_help_and_usage_errors(capsys):
 
 
 def test_unknown_profile_stage_method_dataset(capsys, no_run):
-    fails(capsys, ["run", "--profile", "nope"], "unknown profile 'nope'", "smoke, quick, cpu, paper")
+    fails(capsys, ["run", "--profile", "nope"], "unknown profile 'nope'", "smoke, quick, cpu, gpu, paper")
     fails(capsys, ["run", "--profile", "smoke", "--stages", "foo"], "unknown stage(s) foo",
           "train, evaluate, sat, baselines")
     fails(capsys, ["run", "--profile", "smoke", "--stages", ","], "(none given)")
@@ -179,7 +179,7 @@ def test_report_bad_files(capsys, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("argv, fragment", [
-    (["run", "--profile", "nope"], "valid profiles are smoke, quick, cpu, paper"),
+    (["run", "--profile", "nope"], "valid profiles are smoke, quick, cpu, gpu, paper"),
     (["report", "missing.json"], "missing.json does not exist"),
 ])
 def test_subprocess_exit_code_and_message(tmp_path, argv, fragment):

@@ -27,7 +27,7 @@ def test_default_and_env(monkeypatch):
 
 
 def test_unknown_profile_lists_valid_ones(monkeypatch):
-    with pytest.raises(ConfigError, match="smoke, quick, cpu, paper"):
+    with pytest.raises(ConfigError, match="smoke, quick, cpu, gpu, paper"):
         get_profile("tiny")
     monkeypatch.setenv("SATNB_PROFILE", "huge")
     with pytest.raises(ConfigError, match="unknown profile 'huge'"):

@@ -66,7 +66,7 @@ def tiny_sat(x, y, store, iterations=2, **kw):
 
 
 def test_unknown_profile_and_dataset_name_the_valid_ones():
-    with pytest.raises(ConfigError, match="valid profiles are smoke, quick, cpu, paper"):
+    with pytest.raises(ConfigError, match="valid profiles are smoke, quick, cpu, gpu, paper"):
         get_profile("nope")
     with pytest.raises(ConfigError, match="valid datasets are cifar10, stl10, mnist, digits"):
         load_dataset("imagenet")

@@ -512,7 +512,7 @@ def adversarial_train(model: Classifier, method: str, x_train: Images, y_train: 
 
     def unit(epoch: int) -> dict:
         perm = torch.randperm(n, generator=torch.Generator().manual_seed(_step_seed(seed, epoch)))
-        losses, attack_s, update_s = [], 0.0, 0.0
+        total, attack_s, update_s = torch.zeros((), device=device), 0.0, 0.0  # summed on the device: no sync
         for b in range(n_batches):
             step = epoch * n_batches + b
             torch.manual_seed(_step_seed(seed, step))
@@ -526,15 +526,16 @@ def adversarial_train(model: Classifier, method: str, x_train: Images, y_train: 
             t1 = time.perf_counter()
             model.train()
             loss = baseline_loss(method, model, x, x_adv, y, alp_weight, adv_weight)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"{method} loss became {float(loss)} at epoch {epoch + 1}; lower lr ({lr})")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            losses.append(float(loss.detach()))
+            total += loss.detach().float()
             attack_s += t1 - t0
             update_s += time.perf_counter() - t1
-        return {"iteration": (epoch + 1) * n_batches, "loss": float(np.mean(losses)),
+        mean_loss = float(total) / n_batches
+        if not math.isfinite(mean_loss):
+            raise FloatingPointError(f"{method} loss became {mean_loss} in epoch {epoch + 1}; lower lr ({lr})")
+        return {"iteration": (epoch + 1) * n_batches, "loss": mean_loss,
                 "mi_estimate": None, "updates": n_batches, "attack_seconds": attack_s, "update_seconds": update_s}
 
     run = _Run(store, art, model, no_state, optimizer, epochs, every, eval_fn, f"adversarial training ({method})",

@@ -282,10 +282,11 @@ def clean_accuracy_curves(frame: pd.DataFrame, unit: str = "epoch") -> plt.Figur
     fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.4), sharey=True, squeeze=False)
     for ax, run in zip(axes[0], runs):
         sns.lineplot(data=frame[frame["run"] == run], x=unit, y="ACC", hue="model", palette=palette, marker="o",
-                     ax=ax, legend=ax is axes[0][-1])
+                     ax=ax, legend=False)
         ax.set_title(run, fontsize=9)
         ax.set_ylabel("clean kNN accuracy")
         ax.xaxis.get_major_locator().set_params(integer=True)
-    axes[0][-1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+    handles = [plt.Line2D([], [], color=color, marker="o", label=model) for model, color in palette.items()]
+    axes[0][-1].legend(handles=handles, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
     return fig

@@ -367,8 +367,19 @@ def encoder_of(res: dict, name: str, space: str = "pixel") -> str:
     enc = s.get("encoder") or t.get("encoder")
     if not enc:
         return MISSING
-    kwargs = " ".join(f"{k} {v}" for k, v in sorted((s.get("encoder_kwargs") or {}).items()))
-    return f"{enc}{' ' + kwargs if kwargs else ''} (from the settings)"
+    return _settings_encoder(enc, s.get("encoder_kwargs") or {})
+
+
+def _settings_encoder(enc: str, kwargs: Mapping) -> str:
+    """An encoder named from a run's settings, close to `models.describe_encoder`'s names ("... (from settings)")."""
+    if enc == "amdim":
+        words = ["AMDIM"] + [f"{short} {kwargs[k]}" for k, short in (("ndf", "ndf"), ("n_rkhs", "rkhs"),
+                                                                     ("n_depth", "depth")) if k in kwargs]
+        words += ["BN"] if kwargs.get("use_bn") else []
+    else:
+        words = ["ResNet-18" if enc == "resnet18" else enc] + [
+            f"{k} {'-'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in sorted(kwargs.items())]
+    return " ".join(words) + " (from settings)"
 
 
 def evaluation_records(res: dict, space: str = "pixel") -> dict[str, dict]:
@@ -412,11 +423,16 @@ def show_beside(table: pd.DataFrame, measures: Sequence[tuple[str, str]] = MEASU
     return out
 
 
+def _encoder(evaluations: Mapping[str, Mapping[str, dict]] | None, run: str, name: str) -> str:
+    """The encoder a run's evaluation record of a model names ("not recorded" when none does)."""
+    return (((evaluations or {}).get(run) or {}).get(name) or {}).get("encoder") or MISSING
+
+
 def zoo_beside(runs: Mapping[str, Mapping[str, dict]], names: Sequence[str], attack: str = "worst case",
-               encoders: Mapping[str, Mapping[str, str]] | None = None) -> pd.DataFrame:
+               evaluations: Mapping[str, Mapping[str, dict]] | None = None) -> pd.DataFrame:
     """One row per model and run (run heading -> attack-zoo records): one attack's robust accuracy and DSR, as text.
 
-    `encoders` maps a run heading to its models' encoder names (e.g. from its evaluation records).
+    `evaluations` (run heading -> evaluation records) names each model's encoder.
     """
     rows = []
     for name in names:
@@ -425,8 +441,7 @@ def zoo_beside(runs: Mapping[str, Mapping[str, dict]], names: Sequence[str], att
                 continue
             t = zoo_table({name: zoo[name]})
             t = t[t["attack"] == attack]
-            row = {"model": label(name), "run": run,
-                   "encoder": ((encoders or {}).get(run) or {}).get(name, MISSING)}
+            row = {"model": label(name), "run": run, "encoder": _encoder(evaluations, run, name)}
             for _, r in t.iterrows():
                 for measure in ("robust", "DSR"):
                     row[f"{measure} {r['setting']}"] = _text(r[measure], lo=r[f"{measure} lo"], hi=r[f"{measure} hi"])
@@ -441,27 +456,33 @@ def fine_tuning_records(res: dict, space: str = "pixel") -> dict[str, dict]:
             if isinstance(r, dict) and "name" in r}
 
 
-def fine_tuning_table(runs: Mapping[str, Mapping[str, dict]]) -> pd.DataFrame:
-    """Fine-tuning cost per model and run (run heading -> name -> a fine-tuning record naming its encoder)."""
-    rows = [{"model": label(name), "run": run, "encoder": r.get("encoder", MISSING), "updates": r.get("n_updates"),
+def fine_tuning_table(runs: Mapping[str, Mapping[str, dict]],
+                      evaluations: Mapping[str, Mapping[str, dict]] | None = None) -> pd.DataFrame:
+    """Fine-tuning cost per model and run (run heading -> name -> fine-tuning record), with each model's encoder.
+
+    The encoder is the record's own ("encoder", as `fine_tuning_records` adds it), else `evaluations`'.
+    """
+    rows = [{"model": label(name), "run": run, "encoder": r.get("encoder") or _encoder(evaluations, run, name),
+             "updates": r.get("n_updates"),
              "fine-tuning s": r.get("train_seconds", np.nan), "s / update": r.get("seconds_per_update", np.nan)}
             for run, recs in runs.items() for name, r in recs.items()]
-    if not rows:
-        return pd.DataFrame()
-    table = pd.DataFrame(rows)
-    order = {m: i for i, m in enumerate(dict.fromkeys(table["model"]))}
-    return table.sort_values("model", key=lambda s: s.map(order), kind="stable").set_index(["model", "run"])
+    return _by_model(pd.DataFrame(rows)) if rows else pd.DataFrame()
 
 
-def mi_along_sat(trajectories: Mapping[str, Sequence[dict]], batch: Mapping[str, int]) -> pd.DataFrame:
-    """SAT's InfoNCE estimate on its training batches (run heading -> trajectory) against its ceiling log(batch)."""
+def mi_along_sat(trajectories: Mapping[str, Sequence[dict]], batch: Mapping[str, int],
+                 evaluations: Mapping[str, Mapping[str, dict]] | None = None, name: str = "sat-amdim") -> pd.DataFrame:
+    """SAT's InfoNCE estimate on its training batches (run heading -> trajectory) against its ceiling log(batch).
+
+    `evaluations` (run heading -> evaluation records) names the encoder of `name` (the SAT model) in each run.
+    """
     rows = []
     for run, traj in trajectories.items():
         points = [r for r in traj if r.get("mi_estimate") is not None]
         b = batch.get(run)
         ceiling = math.log(b) if b else np.nan
         last = points[-1]["mi_estimate"] if points else np.nan
-        rows.append({"run": run, "SAT batch": b, "ceiling log(batch) (nats)": ceiling,
+        rows.append({"run": run, "encoder": _encoder(evaluations, run, name), "SAT batch": b,
+                     "ceiling log(batch) (nats)": ceiling,
                      "iterations": points[-1].get("iteration") if points else None,
                      "MI estimate, first point (nats)": points[0]["mi_estimate"] if points else np.nan,
                      "MI estimate, last point (nats)": last,
@@ -497,7 +518,11 @@ def training_beside(runs: Mapping[str, Mapping[str, dict]]) -> pd.DataFrame:
     rows = [{"model": label(m), "run": run, **rec} for run, recs in runs.items() for m, rec in recs.items()]
     if not rows:
         return pd.DataFrame()
-    table = pd.DataFrame(rows)
+    return _by_model(pd.DataFrame(rows))
+
+
+def _by_model(table: pd.DataFrame) -> pd.DataFrame:
+    """A long table indexed by (model, run), each model's runs together, models in order of first appearance."""
     order = {m: i for i, m in enumerate(dict.fromkeys(table["model"]))}
     return table.sort_values("model", key=lambda s: s.map(order), kind="stable").set_index(["model", "run"])
 
@@ -524,6 +549,41 @@ def curve_frame(runs: Mapping[str, Mapping[str, Sequence[dict]]]) -> pd.DataFram
                     rows.append({"run": run, "model": label(m), "epoch": int(h["epoch"]), "minutes": spent / 60,
                                  "kNN accuracy": float(h["knn_acc"])})
     return pd.DataFrame(rows, columns=["run", "model", "epoch", "minutes", "kNN accuracy"])
+
+
+def curve_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per model and run of `curve_frame`: the last epoch, its kNN accuracy and the change since the previous point."""
+    rows = []
+    for (model, run), g in frame.groupby(["model", "run"], sort=False):
+        last = g.iloc[-1]
+        prev = g.iloc[-2] if len(g) > 1 else None
+        rows.append({"model": model, "run": run, "epochs": int(last["epoch"]), "minutes": last["minutes"],
+                     "final kNN accuracy": last["kNN accuracy"],
+                     "last change": np.nan if prev is None else last["kNN accuracy"] - prev["kNN accuracy"],
+                     "epochs between them": np.nan if prev is None else int(last["epoch"] - prev["epoch"])})
+    return pd.DataFrame(rows).set_index(["model", "run"]) if rows else pd.DataFrame()
+
+
+def gaps(table: pd.DataFrame, a: str, b: str, measures: Sequence[str]) -> pd.DataFrame:
+    """Per run of a `beside` table: model a minus model b in each measure, only where both share one encoder.
+
+    Where the encoders differ (or are not recorded) the differences are nan and "encoder" says why.
+    Point differences only: the claims give paired 95% intervals.
+    """
+    rows = []
+    if table.empty:
+        return pd.DataFrame()
+    for run in dict.fromkeys(table.index.get_level_values("run")):
+        t = table.xs(run, level="run")
+        if a not in t.index or b not in t.index:
+            continue
+        ea, eb = t.loc[a, "encoder"], t.loc[b, "encoder"]
+        same = ea == eb and ea != MISSING
+        row = {"run": run, "encoder": ea if same else f"not compared: {a} on {ea}, {b} on {eb}"}
+        for m in measures:
+            row[f"{m}: {a} - {b}"] = t.loc[a, m] - t.loc[b, m] if same else np.nan
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run") if rows else pd.DataFrame()
 
 
 # ----------------------------------------------------------------------------- fine-tuning beside the reference run
@@ -554,11 +614,15 @@ def accuracy_trend(trajectory: Sequence[dict], n_test: int, unit: str = "epoch")
 
 
 def accuracy_trends(runs: Mapping[str, Mapping[str, Sequence[dict]]], n_test: Mapping[str, int],
-                    unit: str = "epoch") -> pd.DataFrame:
-    """`accuracy_trend` per method and run (runs: heading -> trajectories; n_test: heading -> test images)."""
-    rows = [{"model": label(m), "run": run, **accuracy_trend(traj, n_test.get(run, 0), unit)}
+                    unit: str = "epoch", evaluations: Mapping[str, Mapping[str, dict]] | None = None) -> pd.DataFrame:
+    """`accuracy_trend` per method and run (runs: heading -> trajectories; n_test: heading -> test images).
+
+    `evaluations` (run heading -> evaluation records) names each model's encoder.
+    """
+    rows = [{"model": label(m), "run": run, "encoder": _encoder(evaluations, run, m),
+             **accuracy_trend(traj, n_test.get(run, 0), unit)}
             for run, trajs in runs.items() for m, traj in trajs.items()]
-    return pd.DataFrame(rows).set_index(["model", "run"]) if rows else pd.DataFrame()
+    return _by_model(pd.DataFrame(rows)) if rows else pd.DataFrame()
 
 
 def trajectory_frame(runs: Mapping[str, Mapping[str, Sequence[dict]]], unit: str = "epoch") -> pd.DataFrame:
@@ -569,14 +633,20 @@ def trajectory_frame(runs: Mapping[str, Mapping[str, Sequence[dict]]], unit: str
     return pd.DataFrame(rows, columns=["run", "model", unit, "ACC"])
 
 
-def refresh_table(checks: Mapping[str, dict | None]) -> pd.DataFrame:
-    """SAT's library refresh check per run (run heading -> `pipe.refresh_check` or a file's "sat_refresh")."""
+def refresh_table(checks: Mapping[str, dict | None],
+                  evaluations: Mapping[str, Mapping[str, dict]] | None = None) -> pd.DataFrame:
+    """SAT's library refresh check per run (run heading -> `pipe.refresh_check` or a file's "sat_refresh").
+
+    `evaluations` (run heading -> evaluation records) names the encoder of the seed model SAT fine-tunes.
+    """
     rows = []
     for run, check in checks.items():
         if not check:
             continue
+        seed = check.get("seed", "amdim")
         for every, r in sorted(check["runs"].items(), key=lambda kv: int(kv[0])):
             rows.append({"run": run, "library refreshed every": f"{every} iteration(s)",
+                         "model": label(f"sat-{seed}"), "encoder": _encoder(evaluations, run, seed),
                          "iterations": check["iterations"], "fine-tuning s": r.get("train_seconds", np.nan),
                          "ACC": _text(r.get("acc")),
                          "DSR small": _text(r.get("dsr_small"), lo=(r.get("dsr_small_ci") or [None])[0],
@@ -637,14 +707,18 @@ def _points(a, b) -> str:
     return MISSING if _missing(a) or _missing(b) else f"{(a - b) * 100:+.1f} points"
 
 
-def table1(runs: Mapping[str, dict], space: str = "pixel", dataset: str = "cifar10") -> pd.DataFrame:
+def table1(runs: Mapping[str, dict | None], space: str = "pixel", dataset: str | None = None) -> pd.DataFrame:
     """Paper Table 1 beside each run, one column each (the paper first), every number naming its encoder.
 
     Rows: SUP and SSL (AMDIM) (encoder, epochs, ACC, DSR, robust accuracy, L2, N) and their
     difference, SSL (AMDIM) minus the supervised model *on the same encoder* (a run whose SUP runs
     on another encoder, and has no supervised twin of AMDIM's, gets "not compared"). Runs of other
-    datasets are left out. Cells are text; paired intervals of the differences are in `satnb.claims`.
+    datasets are left out (the dataset: the first run's of CIFAR-10 or STL-10, unless given). Cells
+    are text; paired intervals of the differences are in `satnb.claims`.
     """
+    if dataset is None:
+        found = [(r.get("dataset") or {}).get("dataset") for r in runs.values() if r is not None]
+        dataset = next((d for d in found if d in PAPER_ENCODERS), "cifar10")
     paper = PAPER_TABLE1[PAPER_TABLE1.dataset == dataset].set_index("model")
     diff_rows = ("same encoder?", "ACC", "DSR small", "DSR large", "robust small", "robust large")
     index = [("SUP", q) for q in TABLE1_ROWS] + [("SSL (AMDIM)", q) for q in TABLE1_ROWS] + \

@@ -10,6 +10,7 @@ import pytest
 
 from satnb import plots, tables
 from satnb.fingerprint import stage_fingerprints
+from satnb.results import results_dir
 
 matplotlib.use("Agg")
 
@@ -106,9 +107,9 @@ def test_old_format_reference_run_is_stale_and_still_usable(tmp_path):
     assert ref.state == "stale" and "all" in ref.stale
     ev = ref.evaluation()
     # no encoder recorded: named from the settings, the SAT and baseline models from their seeds
-    assert ev["amdim"]["encoder"] == "amdim n_depth 1 ndf 32 (from the settings)"
+    assert ev["amdim"]["encoder"] == "AMDIM ndf 32 depth 1 (from settings)"
     assert ev["sat-amdim"]["encoder"] == ev["amdim"]["encoder"]
-    assert ev["at"]["encoder"] == "convnet (from the settings)"
+    assert ev["at"]["encoder"] == "convnet (from settings)"
     assert tables.result_curves(ref.res) == {}
     assert tables.curve_frame({"ref": tables.result_curves(ref.res)}).empty
     assert ref.res.get("sat_refresh") is None and tables.refresh_table({"ref": None}).empty
@@ -275,7 +276,7 @@ def test_zoo_beside_and_a_reference_without_the_zoo(tmp_path):
     old = tables.reference_run(directory=_write(tmp_path, _old_run()))
     assert old.robustness() == {}
     t = tables.zoo_beside({"this build": {"amdim": rec}, old.heading: old.robustness()}, ["amdim", "sup"],
-                          encoders={"this build": {"amdim": AMDIM_ENC}})
+                          evaluations={"this build": {"amdim": _record(0.5, 0.5)}, old.heading: old.evaluation()})
     assert t.index.tolist() == [("SSL (AMDIM)", "this build")]
     assert t.loc[("SSL (AMDIM)", "this build"), "robust small"] == "20.0% [10.0%, 30.0%]"
     assert t.loc[("SSL (AMDIM)", "this build"), "DSR large"] == "20.0% [10.0%, 30.0%]"
@@ -289,7 +290,7 @@ def test_fine_tuning_times_and_mi_along_sat():
                                            {"iteration": 50, "mi_estimate": 1.5},
                                            {"iteration": 150, "mi_estimate": 4.2}]}}
     recs = tables.fine_tuning_records(res)
-    assert set(recs) == {"sat-amdim", "at"} and recs["sat-amdim"]["encoder"].startswith("amdim")
+    assert set(recs) == {"sat-amdim", "at"} and recs["sat-amdim"]["encoder"].startswith("AMDIM ndf 32")
     t = tables.fine_tuning_table({"reference run": recs, "this build": {"at": {"train_seconds": 2.0,
                                                                                 "encoder": AMDIM_ENC}}})
     assert t.loc[("AT", "this build"), "fine-tuning s"] == 2.0 and t.loc[("AT", "reference run"), "fine-tuning s"] == 5
@@ -304,3 +305,53 @@ def test_fine_tuning_times_and_mi_along_sat():
 def test_run_heading_without_evaluations():
     assert tables.run_heading("this build", "smoke", {}, n_test=500) == "this build (smoke, 500 test images)"
     assert tables.run_heading("this build", "smoke", {}) == "this build (smoke)"
+
+
+def test_gaps_compare_only_models_of_one_encoder():
+    this = _run("quick", amdim=0.41, sup=0.55, n=200)["evaluation"]["pixel"]
+    other = _run(sup_encoder="ResNet-18")["evaluation"]["pixel"]
+    t = tables.beside({"this build": this, "other": other}, ["amdim", "sup"])
+    g = tables.gaps(t, "SSL (AMDIM)", "SUP", ["ACC", "DSR small"])
+    assert g.loc["this build", "ACC: SSL (AMDIM) - SUP"] == pytest.approx(0.41 - 0.55)
+    assert g.loc["this build", "encoder"] == AMDIM_ENC
+    assert math.isnan(g.loc["other", "DSR small: SSL (AMDIM) - SUP"])
+    assert g.loc["other", "encoder"].startswith("not compared")
+    assert tables.gaps(pd.DataFrame(), "a", "b", ["ACC"]).empty
+
+
+def test_curve_summary_and_encoders_in_every_table():
+    frame = tables.curve_frame({"ref": tables.result_curves(_run())})
+    s = tables.curve_summary(frame)
+    assert s.loc[("SUP", "ref"), "final kNN accuracy"] == 0.8
+    assert s.loc[("SUP", "ref"), "last change"] == pytest.approx(0.2)
+    assert s.loc[("SUP", "ref"), "epochs between them"] == 5
+    ev = {"ref": _run()["evaluation"]["pixel"]}
+    trends = tables.accuracy_trends({"ref": tables.fine_tuning_trajectories(_run())}, {"ref": 1000},
+                                    evaluations={"ref": {"at": _record(0.6, 0.7)}})
+    assert trends.loc[("AT", "ref"), "encoder"] == AMDIM_ENC
+    assert tables.refresh_table({"ref": _run()["sat_refresh"]}, evaluations=ev)["encoder"].tolist() == [AMDIM_ENC] * 2
+    mi = tables.mi_along_sat({"ref": []}, {"ref": 100}, evaluations={"ref": {"sat-amdim": _record(0.5, 0.6)}})
+    assert mi.loc["ref", "encoder"] == AMDIM_ENC
+
+
+def test_committed_runs_leave_out_the_reference_and_unreadable_files(tmp_path, monkeypatch):
+    _write(tmp_path, _run())
+    _write(tmp_path, _run("quick"), "quick-cifar10.json")
+    (tmp_path / "broken.json").write_text("{")
+    monkeypatch.setattr(tables, "results_dir", lambda: tmp_path)
+    ref = tables.reference_run()
+    assert ref.current and list(tables.committed_runs(ref)) == ["quick-cifar10.json"]
+
+    def nowhere():
+        raise FileNotFoundError("no results/ folder")
+
+    monkeypatch.setattr(tables, "results_dir", nowhere)  # satnb installed from a wheel: no checkout around it
+    assert tables.reference_run().state == "absent" and tables.committed_runs(ref) == {}
+
+
+def test_the_repository_reference_run_never_raises():
+    ref = tables.reference_run()  # whatever state results/cpu-cifar10.json is in (current, stale, old or absent)
+    text = ref.sentence()
+    assert ref.state in ("current", "stale", "absent", "unreadable")
+    assert str(results_dir().parent) not in text  # never a path of this machine
+    assert tables.table1({ref.heading: ref.res}).shape[1] == (2 if ref.available else 1)

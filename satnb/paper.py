@@ -42,3 +42,7 @@ def paper_value(model: str, column: str, dataset: str = "cifar10") -> float:
         raise KeyError(f"Table 1 has no {column!r} for {model!r} on {dataset}; models: SUP, SSL (AMDIM); "
                        "columns: ACC, DSR small, DSR large, L2")
     return float(rows[column].iloc[0])
+
+# Table 1's encoders (Sec. 4.2) and epochs
+PAPER_ENCODERS = {"cifar10": "AMDIM ndf 128 rkhs 128 depth 3", "stl10": "AMDIM ndf 128 rkhs 1024 depth 8"}
+PAPER_EPOCHS = {"sup": 400, "amdim": 300}

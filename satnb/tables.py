@@ -17,7 +17,7 @@ import pandas as pd
 from satnb import stats
 from satnb.config import PROFILES
 from satnb.data import DATASETS, Dataset, short_source
-from satnb.paper import PAPER_TABLE1
+from satnb.paper import PAPER_ENCODERS, PAPER_EPOCHS, PAPER_TABLE1
 from satnb.results import check_entries, load_results, results_dir, staleness
 
 LABELS = {"amdim": "SSL (AMDIM)", "npid": "SSL (NPID)", "simclr": "SSL (SimCLR)", "sup": "SUP",
@@ -219,8 +219,6 @@ def l2_attacks_table(evaluations: Mapping[str, dict], zoo: Mapping[str, dict]) -
 
 REFERENCE_PROFILE = "cpu"  # the committed reference run: the cpu profile on all of CIFAR-10
 # the encoder behind the paper's Table 1, SUP and SSL alike (paper Sec. 4.2: AMDIM's encoder and its supervised version)
-PAPER_ENCODERS = {"cifar10": "AMDIM ndf 128 rkhs 128 depth 3", "stl10": "AMDIM ndf 128 rkhs 1024 depth 8"}
-PAPER_EPOCHS = {"sup": 400, "amdim": 300}
 PAPER_N = 1000
 L2_MEASURES = (("median L2 (norm)", "l2_median_norm"), ("mean L2 (norm)", "l2_mean_norm"), ("broken", "opt_success"))
 

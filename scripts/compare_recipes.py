@@ -4,7 +4,7 @@
 
 Both recipes train the same encoder for the profile's epochs on the profile's data and seed; the
 kNN test accuracy (k and library of the profile) is recorded after each epoch. Writes
-results/recipes-<profile>-<dataset>.json, which the book reads. Every run is cached and resumable.
+results/recipes/<profile>-<dataset>.json (beside, not among, the run files). Every run is cached and resumable.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
                                    for h in entry.history]})
             print(f"{method:7s} {name:9s} kNN acc {last['knn_acc']:.3f} [{ci.lo:.3f}, {ci.hi:.3f}] "
                   f"train {entry.train_seconds:.0f} s ({time.perf_counter() - t0:.0f} s)", flush=True)
-    out = Path(args.out or f"results/recipes-{profile.name}-{data.name}.json")
+    out = Path(args.out or f"results/recipes/{profile.name}-{data.name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
     record = {"profile": profile.name, "dataset": data.describe(), "previous": PREVIOUS, "runs": rows,
               "provenance": provenance(profile=profile.name, dataset=data.describe(), seed=profile.seed,
                                        code_module="satnb.pretrain")}

@@ -83,7 +83,7 @@ def test_cpu_profile_is_full_cifar10_with_the_authors_library():
     assert p.n_train is None and p.n_test is None and p.n_library == 45000
     assert p.n_attack == 1000 and p.n_attack_opt >= 500 and (p.n_attack_zoo or p.n_attack) >= 500
     assert p.train["sup"].label_smoothing > 0 and p.train["sup"].optimizer == "sgd"
-    assert all(t.schedule != "constant" and t.warmup_epochs > 0 for t in p.train.values())
+    assert p.train["sup"].schedule == "onecycle" and p.train["sup"].warmup_epochs > 0
 
 
 def test_baseline_settings_reject_unknown_optimizer_and_schedule():

@@ -128,12 +128,14 @@ class KNNBlackBoxAttack(Attack):
         images, labels = self._check_inputs(images, labels)
         gen = self._generator()
         parts = []
+        dev = self._work_device(images)
         with eval_mode(self.model):
             for s in range(0, len(images), self.batch_size):
-                parts.append(self._search(images[s:s + self.batch_size], labels[s:s + self.batch_size], gen))
+                parts.append(self._search(images[s:s + self.batch_size].to(dev),
+                                          labels[s:s + self.batch_size].to(dev), gen))
         adv, success, queries = (torch.cat(p) for p in zip(*parts)) if parts else (images.clone(),) + (
             torch.empty(0, dtype=torch.bool), torch.empty(0, dtype=torch.long))
-        return BlackBoxResult(adv, success.cpu(), queries.cpu())
+        return BlackBoxResult(adv.to(images.device), success.cpu(), queries.cpu())
 
     def _attack_batch(self, x: Tensor, y: Tensor | None, gen: torch.Generator | None) -> Tensor:
         return self._search(x, y, gen)[0]

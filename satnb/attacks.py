@@ -133,19 +133,24 @@ class Attack:
         images, labels = self._check_inputs(images, labels)
         gen = self._generator()
         out = torch.empty_like(images)
-        work = self._work_dtype(images)
+        work, dev = self._work_dtype(images), self._work_device(images)
         starts = range(0, len(images), self.batch_size)
         with eval_mode(self.model):
             for s in tqdm(starts, desc=type(self).__name__, disable=not self.progress, leave=False):
                 sl = slice(s, s + self.batch_size)
-                y = None if labels is None else labels[sl]
-                out[sl] = self._attack_batch(images[sl].to(work), y, gen).to(images.dtype)
+                y = None if labels is None else labels[sl].to(dev)
+                out[sl] = self._attack_batch(images[sl].to(dev, work), y, gen).to(images.device, images.dtype)
         return out
 
     def _work_dtype(self, images: Tensor) -> torch.dtype:
         """The model's floating dtype (images are attacked in it and returned in their own)."""
         params = () if self.model is None else self.model.parameters()
         return next((p.dtype for p in params if p.is_floating_point()), images.dtype)
+
+    def _work_device(self, images: Tensor) -> torch.device:
+        """The model's device (images are attacked there and returned on their own)."""
+        params = () if self.model is None else self.model.parameters()
+        return next((p.device for p in params), images.device)
 
     def _attack_batch(self, x: Tensor, y: Tensor | None, gen: torch.Generator | None) -> Tensor:
         raise NotImplementedError
@@ -353,14 +358,15 @@ class KNNOptimizationAttack(Attack):
             return OptimizationResult(adv=images.clone(), l2=torch.empty(0), success=torch.empty(0, dtype=torch.bool),
                                       const=torch.empty(0, dtype=torch.float64))
         parts = []
-        work = self._work_dtype(images)
+        work, dev = self._work_dtype(images), self._work_device(images)
         starts = range(0, len(images), self.batch_size)
         with eval_mode(self.model):
             for s in tqdm(starts, desc="KNNOptimizationAttack", disable=not self.progress, leave=False):
                 sl = slice(s, s + self.batch_size)
-                parts.append(self._optimize(images[sl].to(work), labels[sl]))
+                parts.append(self._optimize(images[sl].to(dev, work), labels[sl].to(dev)))
         adv, l2, success, const = (torch.cat(p) for p in zip(*parts))
-        return OptimizationResult(adv=adv.to(images.dtype), l2=l2.cpu(), success=success.cpu(), const=const)
+        return OptimizationResult(adv=adv.to(images.device, images.dtype), l2=l2.cpu(), success=success.cpu(),
+                                  const=const.cpu())
 
     def _attack_batch(self, x: Tensor, y: Tensor | None, gen: torch.Generator | None) -> Tensor:
         return self._optimize(x, y)[0]

@@ -33,7 +33,9 @@ def extract_features(model: nn.Module, images: Tensor | np.ndarray, batch_size: 
     n = len(images)
     for i in tqdm(range(0, n, batch_size), desc=desc, disable=not progress, leave=False):
         x = images[i:i + batch_size]
-        x = as_images(x, check=False).to(device).contiguous(memory_format=torch.channels_last)
+        if isinstance(x, np.ndarray):  # uint8 to the device (a quarter of the bytes), float there
+            x = torch.from_numpy(np.ascontiguousarray(x)).to(device).permute(0, 3, 1, 2).float().div_(255.0)
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
         out.append(model.features(x).float().cpu())
     model.train(was_training)
     return torch.cat(out) if out else torch.empty(0, 0)

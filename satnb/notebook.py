@@ -65,7 +65,10 @@ def setup(profile: str | None = None, dataset: str | None = None, show: bool = T
     if threads:
         torch.set_num_threads(parse_threads(threads))
     set_theme()
-    session = Session(prof, get_device(), Store(), dataset or prof.dataset)
+    device = get_device()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN picks the fastest convolution once
+    session = Session(prof, device, Store(), dataset or prof.dataset)
     if show:
         with warnings.catch_warnings():
             warnings.simplefilter("default")

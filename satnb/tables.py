@@ -767,3 +767,23 @@ def table1(runs: Mapping[str, dict | None], space: str = "pixel", dataset: str |
     out = pd.DataFrame({h: [c.get(i, MISSING) for i in index] for h, c in cols.items()},
                        index=pd.MultiIndex.from_tuples(index, names=["model", "row"]))
     return out
+
+
+def recipe_comparison(profile: str = "quick", dataset: str = "cifar10") -> pd.DataFrame | None:
+    """Each method's recipes measured side by side (`scripts/compare_recipes.py`): final kNN accuracy, 95% interval.
+
+    None when the comparison was not committed for this profile and dataset.
+    """
+    try:
+        path = results_dir() / "recipes" / f"{profile}-{dataset}.json"
+    except FileNotFoundError:
+        return None
+    if not path.is_file():
+        return None
+    import json
+
+    rec = json.loads(path.read_text())
+    rows = [{"method": label(r["method"]), "recipe": r["recipe"], "chosen": "yes" if r.get("chosen") else "",
+             "epochs": r["settings"]["epochs"], "kNN accuracy": r["knn_acc"],
+             "kNN accuracy lo": r["knn_acc_ci"][0], "kNN accuracy hi": r["knn_acc_ci"][1]} for r in rec["runs"]]
+    return pd.DataFrame(rows).set_index(["method", "recipe"])

@@ -93,3 +93,24 @@ def test_baseline_settings_reject_unknown_optimizer_and_schedule():
         BaselineSettings(optimizer="rmsprop")
     with pytest.raises(ConfigError, match="schedule"):
         BaselineSettings(schedule="step")
+
+
+def test_committed_recipe_comparison_matches_the_quick_profile():
+    """The recipes marked chosen in results/recipes/ are the quick profile's, and the rule picked them."""
+    import dataclasses
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "results" / "recipes" / "quick-cifar10.json"
+    rec = json.loads(path.read_text())
+    quick = get_profile("quick")
+    for method in quick.train:
+        rows = [r for r in rec["runs"] if r["method"] == method]
+        chosen = [r for r in rows if r["chosen"]]
+        assert len(chosen) == 1, method
+        assert chosen[0]["settings"] == dataclasses.asdict(quick.train[method]), method
+        previous = next(r for r in rows if r["recipe"].startswith("previous"))
+        # the rule: keep the previous recipe unless a candidate's whole interval lies above it
+        better = [r for r in rows if r["knn_acc_ci"][0] > previous["knn_acc"]]
+        if not better and method != "sup":
+            assert chosen[0] is previous, method

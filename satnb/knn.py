@@ -88,15 +88,15 @@ def _check_int(value: object, name: str, minimum: int, fix: str) -> int:
     return int(value)
 
 
-def _as_matrix(x: Tensor | np.ndarray, name: str) -> Tensor:
-    """Return `x` as a finite, contiguous float32 (N, D) CPU tensor."""
+def _as_matrix(x: Tensor | np.ndarray, name: str, device: torch.device | str = "cpu") -> Tensor:
+    """Return `x` as a finite, contiguous float32 (N, D) tensor on `device` (default the CPU)."""
     x = torch.as_tensor(x)
     if x.ndim != 2:
         raise ConfigError(
             f"{name} must be a 2-D (N, D) array, got shape {tuple(x.shape)}; pass model.features(images), "
             "flattened to one row per sample"
         )
-    x = x.detach().to("cpu", torch.float32).contiguous()
+    x = x.detach().to(device, torch.float32).contiguous()
     bad = ~torch.isfinite(x).all(1)
     if bad.any():
         raise ConfigError(
@@ -217,7 +217,7 @@ class KNN:
 
     def _queries(self, features: Tensor | np.ndarray) -> Tensor:
         self._check_fitted()
-        q = _as_matrix(features, "query features")
+        q = _as_matrix(features, "query features", self.device if self.backend == "torch" else "cpu")
         if q.shape[1] != self.features.shape[1]:
             raise ConfigError(
                 f"query features have dimension {q.shape[1]} but the library has {self.features.shape[1]}; "
@@ -280,12 +280,16 @@ class KNN:
     def _counts_and_first(self, features: Tensor | np.ndarray) -> tuple[Tensor, Tensor, torch.device]:
         """Votes per class (B, C) and the rank of each class's nearest neighbour (self.k when absent)."""
         device = features.device if isinstance(features, Tensor) else torch.device("cpu")
-        _, idx = self.search(torch.as_tensor(features).detach().cpu())
-        lab = self.labels[idx]
+        # the vote runs where the search does: the library's device (torch backend) or the CPU (faiss)
+        where = self.device if self.backend == "torch" else torch.device("cpu")
+        _, idx = self.search(torch.as_tensor(features).detach().to(where))
+        lab = self.labels.to(where)[idx]
         b, k = lab.shape
-        counts = torch.zeros(b, self.n_classes, dtype=torch.int64).scatter_add_(1, lab, torch.ones_like(lab))
-        ranks = torch.arange(k).expand(b, k)
-        first = torch.full((b, self.n_classes), k, dtype=torch.int64).scatter_reduce_(1, lab, ranks, "amin")
+        counts = torch.zeros(b, self.n_classes, dtype=torch.int64, device=where).scatter_add_(
+            1, lab, torch.ones_like(lab))
+        ranks = torch.arange(k, device=where).expand(b, k)
+        first = torch.full((b, self.n_classes), k, dtype=torch.int64, device=where).scatter_reduce_(
+            1, lab, ranks, "amin")
         return counts, first, device
 
     def vote(self, features: Tensor | np.ndarray) -> Tensor:

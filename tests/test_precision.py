@@ -173,3 +173,14 @@ def test_batches_from_device_resident_uint8_match_to_tensor():
     x = batch_images(torch.from_numpy(images), idx)
     assert torch.equal(x, to_tensor(images[idx.numpy()]))
     assert x.is_contiguous(memory_format=torch.channels_last) and x.dtype == torch.float32
+
+
+def test_features_of_uint8_arrays_equal_those_of_float_tensors():
+    """The device path (uint8 to the device, float there) changes no number on the CPU."""
+    from satnb.data import to_tensor
+
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    model = AMDIMEncoder(ndf=8, n_rkhs=16, n_depth=1, use_bn=True).eval()
+    assert torch.equal(extract_features(model, images, batch_size=16),
+                       extract_features(model, to_tensor(images), batch_size=16))

@@ -91,3 +91,14 @@ def test_ci_calls_the_readme_test_command():
     assert "bash scripts/book.sh" in ci and "scripts/check_book.py" in ci
     assert ci.index("ruff check") < ci.index("bash scripts/test.sh") < ci.index("bash scripts/book.sh")
     assert ci.index("bash scripts/book.sh") < ci.index("scripts/check_book.py")
+
+
+def test_reference_run_script_names_real_stages_and_logs_times():
+    import re
+
+    from satnb.results import ALL_STAGES
+
+    text = (ROOT / "scripts" / "reference_run.sh").read_text()
+    stages = re.search(r"\$\{STAGES:-([a-z ]+)\}", text).group(1).split()
+    assert stages[0] == "train" and set(stages) == set(ALL_STAGES)
+    assert "--profile cpu" in text and "cpu-cifar10.stages.tsv" in text and "--force" in text

@@ -45,9 +45,10 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
 
     t0 = time.perf_counter()
     twins = twin_names(profile, methods)
+    twin_settings = profile.supervised_twins()
     for m in [*methods, *twins]:
         e = pipe.train(m)
-        settings = profile.supervised_twins().get(m) or profile.train[m]
+        settings = twin_settings.get(m) or profile.train[m]
         out["training"][m] = {"seconds": e.train_seconds, "epochs": settings.epochs,
                               "encoder": settings.encoder, "encoder_name": describe_encoder(e.model),
                               "epoch_seconds": e.epoch_seconds,

@@ -186,8 +186,6 @@ class KNN:
         # argmin_x ||q - x||^2 = argmax_x (q.x - ||x||^2 / 2): one inner product with [x, -||x||^2/2]
         # and [q, 1] ranks exactly like L2 and spares faiss a pass that adds the norms to every distance
         rows = _augment_library(feats)
-        # the labels where the vote runs (the library's device for torch), copied once per fit, not per query
-        self._vote_labels = labs.to(self.device) if self.backend == "torch" else labs
         if self.backend == "torch":
             self.index = rows.to(self.device)
         else:
@@ -285,7 +283,7 @@ class KNN:
         # the vote runs where the search does: the library's device (torch backend) or the CPU (faiss)
         where = self.device if self.backend == "torch" else torch.device("cpu")
         _, idx = self.search(torch.as_tensor(features).detach().to(where))
-        lab = self._vote_labels[idx]
+        lab = self.labels.to(where)[idx]
         b, k = lab.shape
         counts = torch.zeros(b, self.n_classes, dtype=torch.int64, device=where).scatter_add_(
             1, lab, torch.ones_like(lab))

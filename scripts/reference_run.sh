@@ -6,16 +6,21 @@
 #
 #   bash scripts/reference_run.sh                 # every stage still missing, then the results file
 #   STAGES="train sat" bash scripts/reference_run.sh   # only these stages
+#   STAGES="evaluate robustness" COLLECT=1 bash scripts/reference_run.sh   # ... and then the results file
 set -euo pipefail
 source "$(dirname "$0")/_env.sh"
 THREADS=${SATNB_THREADS:-2}
 LOG=results/cpu-cifar10.stages.tsv
 TMP=$(mktemp -d)
 [ -f "$LOG" ] || printf 'stage\tseconds\tfinished_at\tgit_commit\tthreads\n' > "$LOG"
-# the CLI always trains (or loads) the encoders first; each later stage adds to them
+# the CLI always trains (or loads) the encoders first; SAT and the baselines are loaded from the cache
+# before the evaluation and the attack zoo, so that those two stages cover every model
 for stage in ${STAGES:-train sat baselines evaluate robustness}; do
-  stages=train
-  [ "$stage" = train ] || stages="train,$stage"
+  case "$stage" in
+    train) stages=train ;;
+    sat|baselines) stages="train,$stage" ;;
+    *) stages="train,sat,baselines,$stage" ;;
+  esac
   t0=$(date +%s)
   echo "[reference] stage $stage (--stages $stages, $THREADS threads)"
   .venv/bin/python -m satnb run --profile cpu --stages "$stages" --threads "$THREADS" --quiet \
@@ -23,7 +28,7 @@ for stage in ${STAGES:-train sat baselines evaluate robustness}; do
   printf '%s\t%s\t%s\t%s\t%s\n' "$stage" "$(( $(date +%s) - t0 ))" "$(date -u +%FT%TZ)" \
     "$(git rev-parse --short HEAD)" "$THREADS" >> "$LOG"
 done
-if [ -z "${STAGES:-}" ]; then
+if [ -z "${STAGES:-}" ] || [ "${COLLECT:-0}" = 1 ]; then
   echo "[reference] collecting every stage into results/cpu-cifar10.json"
   .venv/bin/python -m satnb run --profile cpu --threads "$THREADS" --quiet --out results/cpu-cifar10.json --force
   .venv/bin/python -m satnb report results/cpu-cifar10.json

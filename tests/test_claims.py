@@ -166,6 +166,15 @@ def test_claim3_is_time_to_equal_robustness_on_one_encoder():
     assert claims.time_to_target(trajectory(10.0, [0.1, 0.2]), 0.5) is None
 
 
+def test_claim3_names_a_starting_model_already_past_sat():
+    res = run(models(np.random.default_rng(12)))
+    res["baselines"]["mat"]["trajectory"] = trajectory(50.0, [0.5, 0.55, 0.6])  # SUP starts above SAT's best 40%
+    c = claims.claim3(res)
+    assert c.verdict == "does not hold"
+    assert "MAT's starting model (SUP) already has 50.0%, more than SAT ever reaches" in c.evidence
+    assert "ALP's starting model" not in c.evidence  # ALP starts at 10%: it has to train to get there
+
+
 def test_claim1_is_not_tested_across_encoders_and_others_meet_their_twin():
     rng = np.random.default_rng(11)
     ev = models(rng)

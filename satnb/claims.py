@@ -293,7 +293,8 @@ def claim3(res: dict, key: str = "robust_small") -> Claim:
         t_sat, t_b = time_to_target(sat["trajectory"], target, key), time_to_target(b["trajectory"], target, key)
         ratio = t_sat / t_b if t_b else (0.0 if t_sat == 0 else math.inf)
         ok &= ratio <= MUCH_CHEAPER
-        part = f"to {key.replace('_', ' ')} {target:.1%}: SAT {t_sat:.0f} s vs {m.upper()} {t_b:.0f} s (ratio {ratio:.2f})"
+        part = (f"to {key.replace('_', ' ')} {target:.1%}: SAT {t_sat:.0f} s vs {m.upper()} {t_b:.0f} s "
+                f"(ratio {ratio:.2f})")
         if t_b == 0 and t_sat:
             start = b["trajectory"][0].get(key) or 0.0
             part += f": {m.upper()}'s starting model (SUP) already has {start:.1%}, more than SAT ever reaches"

@@ -185,6 +185,8 @@ class Profile:
 # The CPU recipes: every method on one encoder (AMDIM's, residual, sized for 2 cores), so that SUP and the
 # supervised baselines compare with AMDIM, NPID, SimCLR and SAT on the same architecture.
 CPU_ENCODER = {"ndf": 32, "n_rkhs": 128, "n_depth": 1, "use_bn": True}
+# quick's encoder: half of CPU_ENCODER's width, 2.3x faster to train and attack on 2 cores (benchmarks/)
+QUICK_ENCODER = {"ndf": 16, "n_rkhs": 128, "n_depth": 1, "use_bn": True}
 
 
 def cpu_recipes(epochs: dict[str, int], batch_size: int = 256, encoder_kwargs: dict | None = None,
@@ -217,7 +219,7 @@ PROFILES: dict[str, Profile] = {
     ),
     "quick": Profile(
         name="quick", n_train=5000, n_test=1000, k=75, m=100, n_attack=200, n_attack_opt=30,
-        train=cpu_recipes({"amdim": 8, "npid": 8, "simclr": 10, "sup": 15}, 256),
+        train=cpu_recipes({"amdim": 8, "npid": 8, "simclr": 10, "sup": 15}, 256, QUICK_ENCODER),
         opt_binary_steps=4, opt_steps=30, n_attack_zoo=100, zoo_queries=200, zoo_restarts=2, zoo_steps_factor=3,
         sat=SATSettings(iterations=40, batch_size=100, refresh_every=10, eval_every=20),
         baselines=BaselineSettings(epochs=2, batch_size=100, lr=0.02, weight_decay=5e-4, optimizer="sgd",

@@ -1,10 +1,12 @@
 """Measure each method's training recipe against the previous one (Adam, constant learning rate) at one profile's scale.
 
-    python scripts/compare_recipes.py --profile quick [--methods amdim,npid,simclr,sup] [--threads 2]
+    python scripts/compare_recipes.py --profile quick [--encoder cpu] [--methods amdim,npid,simclr,sup] [--threads 2]
 
 Both recipes train the same encoder for the profile's epochs on the profile's data and seed; the
 kNN test accuracy (k and library of the profile) is recorded after each epoch. Writes
 results/recipes/<profile>-<dataset>.json (beside, not among, the run files). Every run is cached and resumable.
+`--encoder cpu` trains the cpu profile's encoder instead of the profile's own, at the profile's data and epochs
+(the measurement behind the cpu profile's recipes): it writes <profile>-<dataset>-cpu-encoder.json.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from satnb.config import METHODS, TrainSettings, get_profile, parse_threads
+from satnb.config import CPU_ENCODER, METHODS, TrainSettings, get_profile, parse_threads
 from satnb.data import load_dataset, profile_subset
 from satnb.registry import Models
 from satnb.stats import wilson
@@ -55,11 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile", default="quick")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--threads", default=None)
+    ap.add_argument("--encoder", default="profile", choices=("profile", "cpu"),
+                    help="train the profile's own encoder (default) or the cpu profile's")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(parse_threads(args.threads))
     profile = get_profile(args.profile).replace(curve_every=1)
+    suffix = ""
+    if args.encoder == "cpu":
+        profile = profile.replace(train={m: dataclasses.replace(t, encoder="amdim", encoder_kwargs=dict(CPU_ENCODER))
+                                         for m, t in profile.train.items()})
+        suffix = "-cpu-encoder"
     data = profile_subset(load_dataset(profile.dataset, fallback=profile.fallback_to_digits), profile)
     store = Store()
     rows = []
@@ -82,9 +91,10 @@ def main(argv: list[str] | None = None) -> int:
                                    for h in entry.history]})
             print(f"{method:7s} {name:40s} kNN acc {last['knn_acc']:.3f} [{ci.lo:.3f}, {ci.hi:.3f}] "
                   f"train {entry.train_seconds:.0f} s ({time.perf_counter() - t0:.0f} s)", flush=True)
-    out = Path(args.out or f"results/recipes/{profile.name}-{data.name}.json")
+    out = Path(args.out or f"results/recipes/{profile.name}-{data.name}{suffix}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"profile": profile.name, "dataset": data.describe(), "previous": PREVIOUS, "runs": rows,
+    record = {"profile": profile.name, "encoder": args.encoder, "dataset": data.describe(), "previous": PREVIOUS,
+              "runs": rows,
               "rule": "the recipe with the highest final kNN accuracy, the previous one when no candidate's "
                       "interval lies above it",
               "provenance": provenance(profile=profile.name, dataset=data.describe(), seed=profile.seed,

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -114,3 +116,19 @@ def test_committed_recipe_comparison_matches_the_quick_profile():
         better = [r for r in rows if r["knn_acc_ci"][0] > previous["knn_acc"]]
         if not better and method != "sup":
             assert chosen[0] is previous, method
+
+
+def test_cpu_profile_recipes_are_the_ones_measured_on_its_encoder():
+    """results/recipes/quick-cifar10-cpu-encoder.json chose the cpu profile's recipes, on the cpu encoder."""
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "results" / "recipes" / "quick-cifar10-cpu-encoder.json"
+    rec = json.loads(path.read_text())
+    cpu = get_profile("cpu")
+    for method, settings in cpu.train.items():
+        chosen = [r["settings"] for r in rec["runs"] if r["method"] == method and r["chosen"]]
+        assert len(chosen) == 1, method
+        measured = {k: v for k, v in chosen[0].items() if k != "epochs"}
+        mine = {k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"}
+        assert measured == mine, method

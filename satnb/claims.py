@@ -18,7 +18,7 @@ import pandas as pd
 
 from satnb import stats
 from satnb.results import check_entries
-from satnb.tables import label
+from satnb.tables import encoder_of, label
 
 SAT_MIN_DSR_GAIN = 0.05  # claim 2's "a lot": DSR must rise by at least 5 points
 SAT_MAX_ACC_DROP = 0.10  # claim 2's "small drop": clean accuracy may fall by at most 10 points
@@ -299,7 +299,7 @@ def claim3(res: dict, key: str = "robust_small") -> Claim:
             start = b["trajectory"][0].get(key) or 0.0
             part += f": {m.upper()}'s starting model (SUP) already has {start:.1%}, more than SAT ever reaches"
         parts.append(part)
-    return Claim(3, HOLDS if ok else FAILS, "; ".join(parts) + f"; {totals}; encoder {enc_sat}")
+    return Claim(3, HOLDS if ok else FAILS, "; ".join(parts) + f"; {totals}; encoder {encoder_of(res, 'amdim')}")
 
 
 def claim4(res: dict, ev: dict) -> Claim:

@@ -772,18 +772,25 @@ def table1(runs: Mapping[str, dict | None], space: str = "pixel", dataset: str |
 def recipe_comparison(profile: str = "quick", dataset: str = "cifar10") -> pd.DataFrame | None:
     """Each method's recipes measured side by side (`scripts/compare_recipes.py`): final kNN accuracy, 95% interval.
 
-    None when the comparison was not committed for this profile and dataset.
+    One block per encoder the comparison ran on: the profile's own, and the cpu profile's (`--encoder cpu`,
+    the measurement behind the reference run's recipes) when committed. None when neither is committed.
     """
-    try:
-        path = results_dir() / "recipes" / f"{profile}-{dataset}.json"
-    except FileNotFoundError:
-        return None
-    if not path.is_file():
-        return None
     import json
 
-    rec = json.loads(path.read_text())
-    rows = [{"method": label(r["method"]), "recipe": r["recipe"], "chosen": "yes" if r.get("chosen") else "",
-             "epochs": r["settings"]["epochs"], "kNN accuracy": r["knn_acc"],
-             "kNN accuracy lo": r["knn_acc_ci"][0], "kNN accuracy hi": r["knn_acc_ci"][1]} for r in rec["runs"]]
-    return pd.DataFrame(rows).set_index(["method", "recipe"])
+    try:
+        folder = results_dir() / "recipes"
+    except FileNotFoundError:
+        return None
+    rows = []
+    for suffix in ("", "-cpu-encoder"):
+        path = folder / f"{profile}-{dataset}{suffix}.json"
+        if not path.is_file():
+            continue
+        for r in json.loads(path.read_text())["runs"]:
+            st = r["settings"]
+            enc = _settings_encoder(st["encoder"], st.get("encoder_kwargs") or {}).removesuffix(" (from settings)")
+            rows.append({"encoder": enc, "method": label(r["method"]), "recipe": r["recipe"],
+                         "chosen": "yes" if r.get("chosen") else "", "epochs": st["epochs"],
+                         "kNN accuracy": r["knn_acc"], "kNN accuracy lo": r["knn_acc_ci"][0],
+                         "kNN accuracy hi": r["knn_acc_ci"][1]})
+    return pd.DataFrame(rows).set_index(["encoder", "method", "recipe"]) if rows else None

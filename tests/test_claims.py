@@ -175,6 +175,15 @@ def test_claim3_names_a_starting_model_already_past_sat():
     assert "ALP's starting model" not in c.evidence  # ALP starts at 10%: it has to train to get there
 
 
+def test_claim3_names_the_encoder_as_the_tables_do():
+    res = run(models(np.random.default_rng(13)))
+    res["settings"]["train"]["amdim"]["encoder_kwargs"] = {"ndf": 16, "n_rkhs": 128, "n_depth": 1, "use_bn": True}
+    res["settings"]["train"]["sup"]["encoder_kwargs"] = dict(res["settings"]["train"]["amdim"]["encoder_kwargs"])
+    res["evaluation"]["pixel"]["amdim"]["encoder"] = "AMDIM ndf 16 rkhs 128 depth 1 BN"
+    evidence = claims.claim3(res).evidence
+    assert evidence.endswith("; encoder AMDIM ndf 16 rkhs 128 depth 1 BN") and "{" not in evidence
+
+
 def test_claim1_is_not_tested_across_encoders_and_others_meet_their_twin():
     rng = np.random.default_rng(11)
     ev = models(rng)

@@ -132,3 +132,14 @@ def test_cpu_profile_recipes_are_the_ones_measured_on_its_encoder():
         measured = {k: v for k, v in chosen[0].items() if k != "epochs"}
         mine = {k: v for k, v in dataclasses.asdict(settings).items() if k != "epochs"}
         assert measured == mine, method
+
+
+def test_recipe_table_shows_each_encoder_it_was_measured_on():
+    from satnb.tables import recipe_comparison
+
+    table = recipe_comparison("quick", "cifar10")
+    encoders = set(table.index.get_level_values("encoder"))
+    assert encoders == {"AMDIM ndf 16 rkhs 128 depth 1 BN", "AMDIM ndf 32 rkhs 128 depth 1 BN"}
+    for enc in encoders:  # one chosen recipe per method and encoder
+        chosen = table.loc[enc]
+        assert (chosen["chosen"] == "yes").groupby(level="method").sum().eq(1).all(), enc

@@ -370,6 +370,11 @@ def encoder_of(res: dict, name: str, space: str = "pixel") -> str:
 
 def _settings_encoder(enc: str, kwargs: Mapping) -> str:
     """An encoder named from a run's settings, close to `models.describe_encoder`'s names ("... (from settings)")."""
+    return settings_encoder_name(enc, kwargs) + " (from settings)"
+
+
+def settings_encoder_name(enc: str, kwargs: Mapping) -> str:
+    """An encoder's name from its settings (builder name and kwargs), as `models.describe_encoder` names it."""
     if enc == "amdim":
         words = ["AMDIM"] + [f"{short} {kwargs[k]}" for k, short in (("ndf", "ndf"), ("n_rkhs", "rkhs"),
                                                                      ("n_depth", "depth")) if k in kwargs]
@@ -377,7 +382,7 @@ def _settings_encoder(enc: str, kwargs: Mapping) -> str:
     else:
         words = ["ResNet-18" if enc == "resnet18" else enc] + [
             f"{k} {'-'.join(map(str, v)) if isinstance(v, (list, tuple)) else v}" for k, v in sorted(kwargs.items())]
-    return " ".join(words) + " (from settings)"
+    return " ".join(words)
 
 
 def evaluation_records(res: dict, space: str = "pixel") -> dict[str, dict]:
@@ -788,7 +793,7 @@ def recipe_comparison(profile: str = "quick", dataset: str = "cifar10") -> pd.Da
             continue
         for r in json.loads(path.read_text())["runs"]:
             st = r["settings"]
-            enc = _settings_encoder(st["encoder"], st.get("encoder_kwargs") or {}).removesuffix(" (from settings)")
+            enc = settings_encoder_name(st["encoder"], st.get("encoder_kwargs") or {})
             rows.append({"encoder": enc, "method": label(r["method"]), "recipe": r["recipe"],
                          "chosen": "yes" if r.get("chosen") else "", "epochs": st["epochs"],
                          "kNN accuracy": r["knn_acc"], "kNN accuracy lo": r["knn_acc_ci"][0],

@@ -14,7 +14,8 @@ from torch import nn
 
 def encoder(name: str, seed: int = 0) -> nn.Module:
     """The benchmarked encoders: the quick profile's SmallConvNet and its small AMDIM (eval mode)."""
-    from satnb.models import AMDIMEncoder, SmallConvNet
+    from satnb.nets.amdim import AMDIMEncoder
+    from satnb.nets.convnets import SmallConvNet
 
     torch.manual_seed(seed)
     if name == "convnet":
@@ -26,8 +27,8 @@ def encoder(name: str, seed: int = 0) -> nn.Module:
 
 def library(model: nn.Module, n: int, n_classes: int = 10, k: int = 75, seed: int = 1):
     """A KNN fitted on the model's features of n random images (labels i mod n_classes)."""
-    from satnb.features import extract_features
-    from satnb.knn import KNN
+    from satnb.knn.classifier import KNN
+    from satnb.knn.features import extract_features
 
     g = torch.Generator().manual_seed(seed)
     images = torch.rand(n, 3, 32, 32, generator=g)
@@ -59,8 +60,8 @@ def floor_passes(model: nn.Module, x: torch.Tensor, passes: int) -> None:
 
 @contextlib.contextmanager
 def faiss_default_kernel() -> Iterator[None]:
-    """The code before the fix: satnb.knn leaves faiss' kernel choice alone (per-query pass below 128 000 / dim)."""
-    import satnb.knn as knn_module
+    """The code before the fix: the kNN leaves faiss' kernel choice alone (per-query pass below 128 000 / dim)."""
+    import satnb.knn.classifier as knn_module
 
     before = knn_module.BLAS_MIN_QUERIES
     knn_module.BLAS_MIN_QUERIES = 1 << 62

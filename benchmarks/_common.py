@@ -172,7 +172,7 @@ def machine() -> dict:
 
 def provenance(**extra: Any) -> dict:
     """satnb's provenance record (code version, torch, platform, time) plus the machine."""
-    from satnb.store import provenance as satnb_provenance
+    from satnb.core.store import provenance as satnb_provenance
 
     return satnb_provenance(device="cpu", machine=machine(), **extra)
 

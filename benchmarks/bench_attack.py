@@ -6,7 +6,7 @@ the clean forward pass that picks the guide groups, the per-class guide search i
 the guide means, the random start and the projections. The benchmark times the attack and that floor
 side by side (interleaved, medians) for the quick profile's SmallConvNet (32, 64, 128, 256) and a
 small AMDIM encoder (ndf=32, n_rkhs=128, n_depth=1), against a kNN library of the model's features
-of a few thousand images, and also runs the attack with satnb.knn's search as it was before the
+of a few thousand images, and also runs the attack with satnb.knn.classifier's search as it was before the
 kernel fix (faiss' per-query kernel for mid-size query batches) to show before/after. A cProfile of
 one attack shows where the time goes.
 
@@ -26,7 +26,7 @@ TARGET = 1.2
 
 def components(model, knn, x, y, m: int, reps: int = 3) -> dict[str, float]:
     """Median seconds of the attack's pieces besides the K passes: clean pass, guide groups, guide means."""
-    from satnb.knn import guide_groups, guide_means
+    from satnb.knn.classifier import guide_groups, guide_means
 
     with torch.no_grad():
         clean = model.features(x)

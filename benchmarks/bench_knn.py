@@ -1,4 +1,4 @@
-"""kNN evaluation of a 45 000-image library (k=75): satnb.knn.KNN vs scikit-learn brute force vs torch.
+"""kNN evaluation of a 45 000-image library (k=75): satnb.knn.classifier.KNN vs scikit-learn brute force vs torch.
 
 The three compute the same thing, the exact L2 k nearest library samples of each query and their
 majority vote, and the benchmark checks that they predict the same class:
@@ -113,7 +113,7 @@ def small_batches(knn, q: torch.Tensor, repeats: int) -> tuple[list[dict], list[
     figures = [figure(f"satnb predict, d={dim}, {SMALL_BATCH} queries (one call)", times["now"].scaled(per_call)),
                figure(f"same, d={dim}, faiss' default kernel (before the fix)", times["before"].scaled(per_call))]
     ratios = [ratio(f"before / now, {SMALL_BATCH}-query predict, d={dim}", times["before"].value / times["now"].value,
-                    note="satnb.knn now uses faiss' BLAS kernel from 16 queries (informational)")]
+                    note="satnb.knn.classifier now uses faiss' BLAS kernel from 16 queries (informational)")]
     return figures, ratios, {"predictions_identical_fraction": same}
 
 
@@ -122,7 +122,7 @@ def one_case(dim: int, kind: str, n_lib: int, n_query: int, k: int, n_classes: i
     """Time satnb, scikit-learn and torch on one library / query set and check their predictions."""
     from sklearn.neighbors import KNeighborsClassifier
 
-    from satnb.knn import KNN
+    from satnb.knn.classifier import KNN
 
     rng = np.random.default_rng(dim)
     centres = rng.standard_normal((n_classes, dim)).astype(np.float32) * 0.35

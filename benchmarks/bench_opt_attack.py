@@ -6,7 +6,7 @@ the encoder plus a kNN prediction (is the image already misclassified?). Its flo
 binary_steps x steps forward + backward passes of the same encoder on the same batch; the rest is
 the kNN check per step, one scoring pass per binary step, the guide groups and the bookkeeping.
 The paper's settings are slow on a CPU, so the benchmark attacks a small batch with them and
-reports the time per image; the attack also runs with satnb.knn's search as it was before the
+reports the time per image; the attack also runs with satnb.knn.classifier's search as it was before the
 kernel fix (faiss' per-query kernel for a batch of this size) to show before/after.
 
 No target (informational): the time per image tells how long a profile's n_attack_opt images take.

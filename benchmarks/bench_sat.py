@@ -1,6 +1,6 @@
 """SAT vs the supervised baselines MAT and ALP: time per update and for a fixed number of updates.
 
-Same encoder (the quick profile's SmallConvNet (32, 64, 128, 256); wrapped in satnb.models.Classifier
+Same encoder (the quick profile's SmallConvNet (32, 64, 128, 256); wrapped in satnb.nets.models.Classifier
 for MAT and ALP, bare for SAT with the paper's critic heads), same data (scikit-learn's digits,
 upscaled to 32x32x3), batch size 100, the paper's small attack (eps 0.03, step 0.005, 10 steps), same
 machine and process. One run = U optimiser updates: one baseline epoch over the training images
@@ -42,7 +42,7 @@ def to_reported_points(per: dict[str, float], bench_library: int) -> tuple[dict,
     update costs what MAT / ALP measured. Each profile's schedule: SAT `sat.iterations` updates; the
     baselines `baselines.epochs` epochs over the profile's training images in batches of `baselines.batch_size`.
     """
-    from satnb.config import PROFILES
+    from satnb.core.config import PROFILES
 
     refresh = (per["SAT (refresh 1)"] - per["SAT (refresh 10)"]) / 0.9
     attack = per["SAT (refresh 1)"] - refresh
@@ -71,11 +71,12 @@ def to_reported_points(per: dict[str, float], bench_library: int) -> tuple[dict,
 
 
 def run(args) -> dict:
-    from satnb.adversarial import adversarial_train, sat
-    from satnb.config import AttackSettings, BaselineSettings, SATSettings
-    from satnb.data import load_digits
-    from satnb.models import Classifier, SmallConvNet
-    from satnb.store import Store
+    from satnb.core.config import AttackSettings, BaselineSettings, SATSettings
+    from satnb.core.datasets import load_digits
+    from satnb.core.store import Store
+    from satnb.defences import adversarial_train, sat
+    from satnb.nets.convnets import SmallConvNet
+    from satnb.nets.models import Classifier
 
     t_start = time.perf_counter()
     quick = args.quick

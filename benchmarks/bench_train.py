@@ -2,11 +2,11 @@
 
 For each method of the `cpu` profile (AMDIM, NPID, SimCLR, SUP, all on the profile's AMDIM encoder) and
 for SUP on the small convnet (the `cpu` SUP recipe with `TrainSettings.encoder = "convnet"`), the
-benchmark times real training steps as `satnb.pretrain.train` takes them: the uint8 batch made float
+benchmark times real training steps as `satnb.nets.pretrain.train` takes them: the uint8 batch made float
 (`pretrain.batch_images`), the method's objective including its augmentation, the backward pass and
 the optimiser step, the model in channels_last, a batch of the profile's size (256) of random uint8
 CIFAR-shaped images (NPID's memory bank has 50 000 rows, CIFAR-10's training set). Each configuration
-is trained in fp32 and in bf16 (`satnb.config.set_precision`, as SATNB_PRECISION sets it), one model
+is trained in fp32 and in bf16 (`satnb.core.config.set_precision`), one model
 and optimiser per precision, interleaved side by side after a warm-up step; the figure is the median
 over the repetitions.
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from pathlib import Path
 
@@ -44,7 +43,7 @@ NAMES = {"amdim": "AMDIM", "npid": "NPID", "simclr": "SimCLR", "sup": "SUP"}
 
 def configurations() -> list[tuple[str, str, object]]:
     """(key, method, settings): the `cpu` profile's four methods and SUP on the convnet."""
-    from satnb.config import PROFILES
+    from satnb.core.config import PROFILES
 
     train = PROFILES["cpu"].train
     out = [(m, m, train[m]) for m in ("amdim", "npid", "simclr", "sup")]
@@ -54,7 +53,7 @@ def configurations() -> list[tuple[str, str, object]]:
 
 def random_data(seed: int = 0):
     """A CIFAR-shaped satnb Dataset of random uint8 images (channel statistics: CIFAR-10's)."""
-    from satnb.data import Dataset
+    from satnb.core.dataset import Dataset
 
     rng = np.random.default_rng(seed)
     x = rng.integers(0, 256, (BATCH, 32, 32, 3), dtype=np.uint8)
@@ -66,13 +65,14 @@ class Trainer:
     """One method's model, objective and optimiser, stepping on a fixed batch at one precision."""
 
     def __init__(self, method: str, settings, data, precision: str, seed: int = 0) -> None:
-        from satnb.pretrain import _Objective, build_model, optimizer
+        from satnb.nets.optim import build_optimizer
+        from satnb.nets.pretrain import _Objective, build_model
 
         torch.manual_seed(seed)
         self.precision = precision
         self.model = build_model(method, settings, data).to(memory_format=torch.channels_last)
         self.objective = _Objective(method, self.model, BANK, 32, settings.label_smoothing)
-        self.opt = optimizer(settings, self.model.parameters())
+        self.opt = build_optimizer(settings, self.model.parameters())
         self.x_uint8 = torch.from_numpy(np.ascontiguousarray(data.x_train))  # NHWC, as train() keeps them
         self.rows = torch.arange(len(self.x_uint8))
         self.y = torch.as_tensor(data.y_train)
@@ -81,8 +81,8 @@ class Trainer:
         self.model.train()
 
     def step(self) -> None:
-        from satnb.config import set_precision
-        from satnb.pretrain import batch_images
+        from satnb.core.config import set_precision
+        from satnb.nets.pretrain import batch_images
 
         set_precision(self.precision)
         x = batch_images(self.x_uint8, self.rows)  # float NCHW channels_last, made per batch as in train()
@@ -171,14 +171,16 @@ def _missing(name: str, note: str) -> dict:
 
 
 def run(args) -> dict:
-    from satnb.config import get_precision
-    from satnb.models import describe_encoder
+    from satnb.core.config import get_precision
+    from satnb.nets.encoders import describe_encoder
 
     t_start = time.perf_counter()
     quick = args.quick
     repeats = args.repeats or (2 if quick else 5)
     steps = 1 if quick else 2  # training steps per timed run
-    saved = os.environ.get("SATNB_PRECISION")
+    from satnb.core.config import set_precision
+
+    saved = get_precision()
     data = random_data()
     figures, ratios, throughput, losses = [], [], {}, {}
     try:
@@ -224,10 +226,7 @@ def run(args) -> dict:
                 f"({speedup:.2f}x), {row['bf16_gflops']:.0f} GFLOP/s")
             del trainers
     finally:
-        if saved is None:
-            os.environ.pop("SATNB_PRECISION", None)
-        else:
-            os.environ["SATNB_PRECISION"] = saved
+        set_precision(saved)
     for p in PRECISIONS:
         figures.append(figure(f"{p} matmul peak (square torch.matmul, best of {len(peak_info['sizes'])} sizes)",
                               peak[p], "GFLOP/s", note=f"sizes {', '.join(map(str, peak_info['sizes']))}"))

@@ -4,12 +4,12 @@
                                                  [--budget-s S]
 
 Every stage is timed at the `paper` profile's real architectures (AMDIM ndf 128 / n_rkhs 128 / depth 3,
-ResNet-18) and batch sizes, as satnb's own code runs it, on the device `satnb.config.get_device()` picks
-(SATNB_DEVICE, else CUDA when there is one) at the precision `satnb.config.effective_precision` gives it:
+ResNet-18) and batch sizes, as satnb's own code runs it, on the device `satnb.core.config.get_device()` picks
+(SATNB_DEVICE, else CUDA when there is one) at the precision `satnb.core.config.effective_precision` gives it:
 
 - pretraining: real training steps of each method of the `paper` and `gpu` profiles (amdim, npid, simclr,
-  sup and the supervised twin sup-resnet18) with `pretrain.build_model`, `_Objective`, `optimizer` and
-  `batch_images` on uint8 images resident on the device, after warm-up steps -> images/s;
+  sup and the supervised twin sup-resnet18) with `pretrain.build_model`, `_Objective`, `optim.build_optimizer`
+  and `batch_images` on uint8 images resident on the device, after warm-up steps -> images/s;
 - the kNN library refresh: `extract_features` of the 45 000 library images + `KNN.fit` (and, for
   comparison, the same features from uint8 images resident on the device) -> images/s;
 - the clean prediction of the test split -> images/s;
@@ -68,10 +68,10 @@ H200_BF16_DENSE_TFLOPS = 989.0  # NVIDIA H200 SXM, bf16 tensor cores, dense (197
 
 PROJECTED = ("paper", "gpu")  # the profiles whose wall time is projected
 CIFAR10_TRAIN, CIFAR10_TEST = 50_000, 10_000  # a profile's n_train / n_test of None means the whole split
-SSL_SEEDS = ("amdim", "npid", "simclr")  # the models SAT fine-tunes (satnb.results.SSL_SEEDS)
+SSL_SEEDS = ("amdim", "npid", "simclr")  # the models SAT fine-tunes (satnb.core.identity.SSL)
 BASELINES = ("at", "mat", "alp")
-OPT_BATCH = 100  # KNNOptimizationAttack's batch size (satnb.attacks)
-MIN_NORM_BATCH = 50  # KNNMinNormAttack's batch size (satnb.adaptive)
+OPT_BATCH = 100  # KNNOptimizationAttack's batch size (satnb.attacks.optimisation)
+MIN_NORM_BATCH = 50  # KNNMinNormAttack's batch size (satnb.attacks.adaptive)
 ZOO_ATTACKS = ("gradient (paper)", "gradient, more steps + restarts", "linear-probe transfer", "black-box")
 RECORD = "gpu-check.json"
 
@@ -171,7 +171,8 @@ def matmul_tflops(device: torch.device, dtype: torch.dtype, n: int, reps: int) -
 
 def load_data(kind: str, plan: Plan):
     """(Dataset, description): CIFAR-10 (SATNB_DATA) or random uint8 images of CIFAR-10's shapes."""
-    from satnb.data import DataError, Dataset, load_dataset
+    from satnb.core.dataset import DataError, Dataset
+    from satnb.core.datasets import load_dataset
 
     want = kind
     if kind == "auto":
@@ -210,7 +211,7 @@ def measured_settings(settings, plan: Plan):
 
 def pretrain_configs(plan: Plan) -> tuple[dict[str, dict], dict[tuple[str, str], str]]:
     """The distinct training configurations of the projected profiles (key -> config) and (profile, model) -> key."""
-    from satnb.config import PROFILES
+    from satnb.core.config import PROFILES
 
     configs: dict[str, dict] = {}
     uses: dict[tuple[str, str], str] = {}
@@ -233,7 +234,8 @@ def pretrain_configs(plan: Plan) -> tuple[dict[str, dict], dict[tuple[str, str],
 def time_training(kind: str, settings, data, x_all: torch.Tensor, y_all: torch.Tensor, plan: Plan,
                   device: torch.device, cudnn_benchmark: bool | None = None) -> tuple[dict, torch.nn.Module]:
     """Images/s of real training steps (pretrain.train's inner loop) after warm-up steps."""
-    from satnb.pretrain import _Objective, batch_images, build_model, optimizer
+    from satnb.nets.optim import build_optimizer
+    from satnb.nets.pretrain import _Objective, batch_images, build_model
 
     before = torch.backends.cudnn.benchmark
     if cudnn_benchmark is not None:
@@ -244,7 +246,7 @@ def time_training(kind: str, settings, data, x_all: torch.Tensor, y_all: torch.T
         objective = _Objective(kind, model, len(x_all), data.image_shape[0], settings.label_smoothing)
         model.to(device, memory_format=torch.channels_last)
         objective.to(device)
-        opt = optimizer(settings, model.parameters())
+        opt = build_optimizer(settings, model.parameters())
         n = len(x_all)
         bs = min(settings.batch_size, n)
         per_epoch = n // bs
@@ -297,7 +299,7 @@ class Check:
     """The benchmark's state: device, data, models, measurements (the record) and where it is written."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from satnb.config import PROFILES, effective_precision, get_device
+        from satnb.core.config import PROFILES, effective_precision, get_device
 
         self.plan = TINY if args.tiny else FULL
         self.device = get_device()
@@ -386,7 +388,7 @@ class Check:
         self.rec["matmul"] = out
 
     def stage_data(self) -> None:
-        from satnb.data import stratified_indices
+        from satnb.core.dataset import stratified_indices
 
         self.data, self.rec["data"] = load_data(self.data_kind, self.plan)
         d = self.data
@@ -427,11 +429,11 @@ class Check:
         return [(arch, self.models[arch]) for arch in ("amdim", "resnet18") if arch in self.models]
 
     def stage_library(self) -> None:
-        from satnb.features import extract_features, predict
-        from satnb.knn import KNN
-        from satnb.pretrain import batch_images
+        from satnb.knn.classifier import KNN
+        from satnb.knn.features import extract_features, predict
+        from satnb.nets.pretrain import batch_images
 
-        dev, k = self.device, self.paper.k
+        dev, k = self.device, self.paper.protocol.k
         refresh = self.rec["stages"].setdefault("library_refresh", {})
         pred_out = self.rec["stages"].setdefault("predict_test", {})
         for arch, model in self._arch_models():
@@ -463,17 +465,19 @@ class Check:
 
     def _attacked(self, arch: str, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """The first n test images on the device, labelled with the kNN's predictions (all 'correct')."""
-        from satnb.features import as_images
+        from satnb.knn.features import as_images
 
         _, pred = self.knns[arch]
         return as_images(self.x_test[:n]).to(self.device), pred[:n].clone()
 
     def _m(self, knn) -> int:
-        return min(self.paper.m, int(knn.class_counts.min()))
+        from satnb.knn import guide_size
+
+        return guide_size(knn, self.paper.protocol.m)
 
     def stage_attacks(self) -> None:
         from satnb.attacks import KNNOptimizationAttack, UniformNoise, gradient_attack
-        from satnb.evaluate import run_attack
+        from satnb.protocol.evaluate import run_attack
 
         dev, p, plan = self.device, self.paper, self.plan
         grad = self.rec["stages"].setdefault("gradient_attacks", {})
@@ -482,9 +486,9 @@ class Check:
             knn, _ = self.knns[arch]
             m = self._m(knn)
             x, y = self._attacked(arch, plan.n_grad)
-            gradient_attack(model, knn, p.small, m, seed=0)(x[:8], y[:8])  # warm-up
+            gradient_attack(model, knn, p.protocol.small, m, seed=0)(x[:8], y[:8])  # warm-up
             g: dict = {"n_images": len(y), "m": m, "k": knn.k}
-            for name, setting in (("small", p.small), ("large", p.large)):
+            for name, setting in (("small", p.protocol.small), ("large", p.protocol.large)):
                 for label, atk in ((name, gradient_attack(model, knn, setting, m, seed=0)),
                                    (f"noise_{name}", UniformNoise(setting.eps, seed=0, model=model))):
                     r: dict = {"eps": setting.eps, "steps": setting.steps if label == name else 0}
@@ -510,8 +514,8 @@ class Check:
                 f"optimisation {o['seconds']:.2f} s for {len(yo)} images x {plan.opt_rounds} round(s)")
 
     def stage_sat(self) -> None:
-        from satnb.adversarial import sat
-        from satnb.store import Store
+        from satnb.core.store import Store
+        from satnb.defences import sat
 
         plan, p = self.plan, self.paper
         out = self.rec["stages"].setdefault("sat", {})
@@ -523,7 +527,7 @@ class Check:
             r: dict = {"iterations_timed": plan.sat_iterations, "batch_size": plan.sat_batch, "refresh_every": 1,
                        "n_library": len(self.y_lib), "objective": settings.objective}
             with measured(self.device, r, "call_seconds"):
-                res = sat(model, self.x_lib, self.y_lib, settings, p.small, k=p.k, m=self._m(knn),
+                res = sat(model, self.x_lib, self.y_lib, settings, p.protocol.small, k=p.protocol.k, m=self._m(knn),
                           store=Store(self.tmp / f"sat-{arch}"), device=self.device, progress=False,
                           n_classes=self.data.n_classes, seed=0)
             rows = res.history[1:]
@@ -537,8 +541,8 @@ class Check:
                 f"(refresh {r['refresh_seconds']:.3f} s)")
 
     def stage_baselines(self) -> None:
-        from satnb.adversarial import adversarial_train
-        from satnb.store import Store
+        from satnb.core.store import Store
+        from satnb.defences import adversarial_train
 
         plan, p = self.plan, self.paper
         out = self.rec["stages"].setdefault("baselines", {})
@@ -548,12 +552,12 @@ class Check:
         for method in BASELINES:
             def run(batches: int, tag: str, method: str = method):
                 settings = dataclasses.replace(p.baselines, epochs=1, batch_size=bs, warmup_epochs=0.0)
-                return adversarial_train(model, method, x[:bs * batches], y[:bs * batches], p.small, settings,
+                return adversarial_train(model, method, x[:bs * batches], y[:bs * batches], p.protocol.small, settings,
                                          store=Store(self.tmp / f"{method}-{tag}"), device=self.device,
                                          progress=False, seed=0)
 
             run(1, "warmup")
-            r: dict = {"batches_timed": plan.baseline_batches, "batch_size": bs, "pgd_steps": p.small.steps}
+            r: dict = {"batches_timed": plan.baseline_batches, "batch_size": bs, "pgd_steps": p.protocol.small.steps}
             with measured(self.device, r, "call_seconds"):
                 res = run(plan.baseline_batches, "timed")
             row = res.history[0]
@@ -564,24 +568,25 @@ class Check:
             log(f"[gpu-check]   {method}: {r['seconds_per_batch']:.3f} s/batch")
 
     def stage_zoo(self) -> None:
-        from satnb.adaptive import probe_attack
-        from satnb.robustness import attack_zoo
+        from satnb.attacks import probe_attack
+        from satnb.protocol.zoo import attack_zoo
 
         plan, p = self.plan, self.paper
         out = self.rec["stages"].setdefault("attack_zoo", {})
-        prof = p.replace(n_attack_zoo=plan.n_zoo, n_attack_opt=plan.n_zoo_opt, opt_binary_steps=plan.zoo_rounds,
-                         opt_steps=plan.zoo_steps, opt_max_const=0.1, zoo_queries=plan.zoo_queries,
-                         zoo_restarts=plan.zoo_restarts, zoo_steps_factor=plan.zoo_steps_factor)
+        prof = p.replace(n_images=plan.n_zoo, n_attack_opt=plan.n_zoo_opt, opt_binary_steps=plan.zoo_rounds,
+                         opt_steps=plan.zoo_steps, opt_max_const=0.1, queries=plan.zoo_queries,
+                         restarts=plan.zoo_restarts, steps_factor=plan.zoo_steps_factor)
         for arch, model in self._arch_models():
             knn, _ = self.knns[arch]
             x, y = self._attacked(arch, plan.n_zoo)
-            r: dict = {"n_images": len(y), "queries": plan.zoo_queries, "restarts": prof.zoo_restarts,
-                       "steps_factor": prof.zoo_steps_factor, "min_norm_images": plan.n_zoo_opt,
+            r: dict = {"n_images": len(y), "queries": plan.zoo_queries, "restarts": prof.zoo.restarts,
+                       "steps_factor": prof.zoo.steps_factor, "min_norm_images": plan.n_zoo_opt,
                        "min_norm_binary_search_steps": plan.zoo_rounds, "min_norm_steps": plan.zoo_steps}
             with measured(self.device, r, "probe_fit_seconds"):
-                probe_attack(model, knn, p.small)  # the linear probe's fit (twice in a zoo call, untimed there)
+                # the linear probe's fit (twice in a zoo call, untimed there)
+                probe_attack(model, knn, p.protocol.small)
             with measured(self.device, r):
-                z = attack_zoo(model, knn, x, y, prof, seed=0, progress=False)
+                z = attack_zoo(model, knn, x, y, prof.protocol, prof.zoo, seed=0, progress=False)
             n = z["n_attacked"]
             r["n_attacked"] = n
             r["seconds_per_image"] = {s: {a: z["settings"][s]["attacks"][a]["seconds_per_image"] for a in ZOO_ATTACKS}
@@ -596,7 +601,7 @@ class Check:
     # -------------------------------------------------------------- the whole run
 
     def run(self) -> int:
-        from satnb.store import provenance
+        from satnb.core.store import provenance
 
         plan = self.plan
         log(f"[gpu-check] device {self.rec['device']['name']} ({self.device}), precision {self.precision}, "
@@ -675,18 +680,18 @@ def evaluate_formula(formula: str, inputs: dict) -> float:
 
 
 def _eval_points(total: int, every: int) -> int:
-    """Evaluation points of a fine-tuning run (satnb.adversarial._eval_points): 0, every, 2 every, ..., total."""
+    """Evaluation points of a fine-tuning run (satnb.core.runs.Run.run): 0, every, 2 every, ..., total."""
     return len(set(range(0, total, every)) | {total})
 
 
 def _curve_points(epochs: int, every: int) -> int:
-    """Pretraining-curve points (satnb.registry: every `every` epochs and the last one)."""
+    """Pretraining-curve points (satnb.experiment.pipeline: every `every` epochs and the last one)."""
     return 0 if not every else len({e for e in range(1, epochs + 1) if e % every == 0} | {epochs})
 
 
 def project(pname: str, rec: dict) -> dict:
     """The projected wall time of every stage of `satnb run --profile pname` from the measured figures."""
-    from satnb.config import METHODS, PROFILES
+    from satnb.core.config import METHODS, PROFILES
 
     P = PROFILES[pname]
     measured_plan = rec["settings"]
@@ -721,36 +726,37 @@ def project(pname: str, rec: dict) -> dict:
             "n_test_measured": _get(rec, "predict_test", a, "n_test")})
         term(f"gradient-attacks:{arch}", None,
              "n_attack * (small_s_per_image + large_s_per_image + noise_small_s_per_image + noise_large_s_per_image)",
-             lambda a=arch: {"n_attack": P.n_attack, **{
+             lambda a=arch: {"n_attack": P.protocol.n_attack, **{
                  f"{k}_s_per_image": _get(rec, "gradient_attacks", a, k, "seconds_per_image")
                  for k in ("small", "large", "noise_small", "noise_large")}})
         term(f"trajectory-eval:{arch}", None, "library_s + predict_s + gradient_attacks_s", lambda a=arch: {
             "library_s": terms[f"library:{a}"]["seconds"], "predict_s": terms[f"predict:{a}"]["seconds"],
             "gradient_attacks_s": terms[f"gradient-attacks:{a}"]["seconds"]})
-        n_opt = min(P.n_attack_opt, P.n_attack)
+        n_opt = min(P.protocol.n_attack_opt, P.protocol.n_attack)
         term(f"optimization-attack:{arch}", None,
              "measured_s * (binary_search_steps / rounds_measured) * ((steps + 1) / (steps_measured + 1))"
              " * ceil(n_opt / batch) / ceil(n_measured / batch)", lambda a=arch, n_opt=n_opt: {
                  "measured_s": _get(rec, "optimization_attack", a, "seconds"),
-                 "binary_search_steps": P.opt_binary_steps, "rounds_measured": measured_plan["opt_rounds"],
-                 "steps": P.opt_steps, "steps_measured": measured_plan["opt_steps"], "n_opt": n_opt,
+                 "binary_search_steps": P.protocol.opt_binary_steps, "rounds_measured": measured_plan["opt_rounds"],
+                 "steps": P.protocol.opt_steps, "steps_measured": measured_plan["opt_steps"], "n_opt": n_opt,
                  "n_measured": _get(rec, "optimization_attack", a, "n_images"), "batch": OPT_BATCH})
-        n_zoo = P.n_attack_zoo or P.n_attack
+        n_zoo = P.zoo.n_images or P.protocol.n_attack
         per_image = " + ".join(f"{s}_{i} * {scale}" for s in ("small", "large")
                                for i, scale in zip(range(4), ("1", "strong_scale", "1", "queries_scale")))
         term(f"zoo-per-image:{arch}", None, per_image, lambda a=arch: {
             **{f"{s}_{i}": _get(rec, "attack_zoo", a, "seconds_per_image", s, name)
                for s in ("small", "large") for i, name in enumerate(ZOO_ATTACKS)},
-            "strong_scale": (P.zoo_restarts * P.zoo_steps_factor) / (
+            "strong_scale": (P.zoo.restarts * P.zoo.steps_factor) / (
                 _get(rec, "attack_zoo", a, "restarts") * _get(rec, "attack_zoo", a, "steps_factor")),
-            "queries_scale": P.zoo_queries / _get(rec, "attack_zoo", a, "queries")})
+            "queries_scale": P.zoo.queries / _get(rec, "attack_zoo", a, "queries")})
         term(f"zoo-min-norm:{arch}", None,
              "measured_s * (binary_search_steps / rounds_measured) * ((steps + 1) / (steps_measured + 1))"
              " * ceil(n_opt / batch) / ceil(n_measured / batch)", lambda a=arch, n_zoo=n_zoo: {
                  "measured_s": _get(rec, "attack_zoo", a, "min_norm_seconds"),
-                 "binary_search_steps": P.opt_binary_steps, "rounds_measured": measured_plan["zoo_rounds"],
-                 "steps": P.opt_steps, "steps_measured": measured_plan["zoo_steps"],
-                 "n_opt": min(P.n_attack_opt, n_zoo), "n_measured": _get(rec, "attack_zoo", a, "min_norm_images"),
+                 "binary_search_steps": P.protocol.opt_binary_steps, "rounds_measured": measured_plan["zoo_rounds"],
+                 "steps": P.protocol.opt_steps, "steps_measured": measured_plan["zoo_steps"],
+                 "n_opt": min(P.protocol.n_attack_opt, n_zoo),
+                 "n_measured": _get(rec, "attack_zoo", a, "min_norm_images"),
                  "batch": MIN_NORM_BATCH})
 
     def comp(name: str) -> float | None:
@@ -813,7 +819,7 @@ def project(pname: str, rec: dict) -> dict:
                                 "optimization_s": comp(f"optimization-attack:{arch}")})
         term(f"robustness:{model}", "robustness", "fixed_s + predict_s + n_zoo * per_image_s + min_norm_s",
              lambda arch=arch: {"fixed_s": _get(rec, "attack_zoo", arch, "fixed_seconds"),
-                                "predict_s": comp(f"predict:{arch}"), "n_zoo": P.n_attack_zoo or P.n_attack,
+                                "predict_s": comp(f"predict:{arch}"), "n_zoo": P.zoo.n_images or P.protocol.n_attack,
                                 "per_image_s": comp(f"zoo-per-image:{arch}"),
                                 "min_norm_s": comp(f"zoo-min-norm:{arch}")})
     for model in ("sup", "amdim"):

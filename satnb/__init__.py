@@ -1,24 +1,29 @@
-"""satnb: a tested, reproducible implementation of "Self-supervised adversarial training" (ICASSP 2020)."""
+"""satnb: a tested, reproducible implementation of "Self-supervised adversarial training" (ICASSP 2020).
 
-import importlib
+The package face: nothing inside satnb imports it for names. Its sub-packages, lowest first, each
+importing only from those before it:
 
-__version__ = "0.1.0"
+- `core`: settings and profiles, datasets, the artifact store, code fingerprints, statistics;
+- `nets`: encoders, augmentations, losses, mutual-information critics, pretraining;
+- `knn`: the kNN classifier, feature extraction, guide groups;
+- `attacks`: the white-box and black-box attacks on a kNN, PGD, the noise control;
+- `defences`: SAT and the supervised AT, MAT and ALP;
+- `protocol`: the paper's evaluation protocol and the attack zoo;
+- `experiment`: the session, the pipeline of a profile's models, the studies, a whole run;
+- `report`: the results record, the claims, tables, plots, the paper's numbers, benchmarks;
+- `notebook`: the notebooks' setup cell, source display and widgets.
+"""
 
-_SUBMODULES = {"config", "data", "fingerprint", "stats", "store", "models", "losses", "augment", "pretrain", "knn",
-               "features", "attacks", "adaptive", "mi", "adversarial", "evaluate", "robustness", "registry",
-               "libraries", "studies", "pipeline", "results", "paper", "tables", "claims", "plots", "performance",
-               "widgets", "notebook"}
+from satnb.core.lazy import lazy_modules
+from satnb.core.version import __version__
 
-
-def __getattr__(name: str):
-    """Import submodules on first use (`satnb.report`), keeping `import satnb` light."""
-    if name in _SUBMODULES:
-        return importlib.import_module(f"satnb.{name}")
-    raise AttributeError(f"module 'satnb' has no attribute {name!r}")
+SUBPACKAGES = ("core", "nets", "knn", "attacks", "defences", "protocol", "experiment", "report", "notebook")
+__all__ = ["__version__", "setup", *SUBPACKAGES]
+__getattr__ = lazy_modules(__name__, SUBPACKAGES)  # sub-packages are imported on first use: `import satnb` is light
 
 
 def setup(profile: str | None = None, dataset: str | None = None, show: bool = True):
-    """Pick the profile and device, open the artifact store and show the provenance banner."""
-    from satnb.notebook import setup as _setup
+    """Start a notebook session: profile, threads, precision, device, store; show the provenance banner."""
+    from satnb.notebook.display import setup as _setup
 
     return _setup(profile, dataset, show)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 import warnings
@@ -21,26 +20,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"satnb: error: {message}; see `{self.prog} --help`\n")
 
 
-def _threads(value: str) -> int:
-    """A positive thread count (for --threads and SATNB_THREADS)."""
-    from satnb.config import parse_threads
-
-    return parse_threads(value)
-
-
 def _parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="python -m satnb", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train, attack and evaluate every model of a profile; write a results JSON")
     run.add_argument("--profile", default=None, help="smoke, quick, cpu or paper (default: $SATNB_PROFILE or quick)")
     run.add_argument("--dataset", default=None, help="cifar10, stl10, mnist, digits (default: the profile's)")
-    run.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated subset of {','.join(STAGES)}")
+    run.add_argument("--stages", default=None, help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
     run.add_argument("--methods", default=None, help="comma-separated subset of amdim,npid,simclr,sup")
     run.add_argument("--eps-space", default="both", choices=("pixel", "normalized", "both"),
                      help="eps units for the attacks (paper text: pixel; authors' code: normalized)")
     run.add_argument("--out", default=None, help="results file (default: results/<profile>-<dataset>.json)")
     run.add_argument("--force", action="store_true",
-                     help="let the default --out replace a committed results file or one made from other data")
+                     help="let --out replace a file that is not a satnb results file, a committed results file "
+                          "(from a smaller profile, for an explicit --out) or one made from other data (default --out)")
+    run.add_argument("--yes", action="store_true",
+                     help="go on with the gpu or paper profile on a machine without a GPU (days to weeks of CPU)")
     run.add_argument("--labelled-per-class", type=int, default=None, metavar="N",
                      help="claim 4's label-scarce regime: only N images per class carry labels (the kNN library, "
                           "SUP and AT/MAT/ALP); SSL and SAT use every image")
@@ -57,9 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad input)."""
-    from satnb.config import ConfigError
-    from satnb.data import DataError
-    from satnb.store import ArtifactError
+    from satnb.core.config import ConfigError
+    from satnb.core.dataset import DataError
+    from satnb.core.store import ArtifactError
 
     try:
         args = _parser().parse_args(argv)
@@ -70,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "report":
             return _report(args.files)
-        from satnb.tables import profile_table
+        from satnb.report.tables import profile_table
 
         print(profile_table().to_string())
         return 0
@@ -88,17 +83,16 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from satnb.config import METHODS, ConfigError, get_device, get_precision, get_profile, set_precision
-    from satnb.data import load_dataset
-    from satnb.results import run_experiment
+    from satnb.core.config import METHODS, ConfigError, get_profile
+    from satnb.experiment.run import run_experiment
+    from satnb.experiment.session import start
 
     profile = get_profile(args.profile)
     if args.labelled_per_class is not None:
         if args.labelled_per_class < 1:
             raise ConfigError(f"--labelled-per-class must be a positive integer, got {args.labelled_per_class}")
         profile = profile.replace(labelled_per_class=args.labelled_per_class)
-    threads = args.threads or os.environ.get("SATNB_THREADS") or None
-    stages = [s.strip() for s in args.stages.split(",") if s.strip()]
+    stages = list(STAGES) if args.stages is None else [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
         raise ConfigError(f"unknown stage(s) {', '.join(bad) or '(none given)'}; valid stages are "
@@ -108,43 +102,59 @@ def _run(args: argparse.Namespace) -> int:
     if bad or not methods:
         raise ConfigError(f"unknown method(s) {', '.join(bad) or '(none given)'}; valid methods are "
                           f"{', '.join(METHODS)} (comma-separated)")
-    if threads is not None:
-        torch.set_num_threads(_threads(threads))
-    if args.precision is not None:
-        set_precision(args.precision)
-    precision = get_precision()
-    device = get_device()
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True  # fixed shapes: cuDNN picks the fastest convolution once
-    if args.out:
+    if args.stages is not None:
+        _check_stages_do_something(stages, methods)
+    if args.out is not None and not args.out.strip():
+        raise ConfigError("--out is empty; give a results file name such as results/mine.json, or leave --out out "
+                          "for the default")
+    session = start(profile, args.dataset, threads=args.threads, precision=args.precision)
+    device, precision = session.device, session.precision
+    if profile.name in ("gpu", "paper") and device.type == "cpu" and not args.yes:
+        epochs = sum(profile.train[m].epochs for m in methods)
+        raise ConfigError(f"the {profile.name} profile is sized for a GPU and none is in use (device cpu): it would "
+                          f"train {len(methods)} model(s) for {epochs} epochs in all on the full dataset on the CPU, "
+                          "days to weeks; pass --yes to run it anyway, or use --profile cpu")
+    if args.out is not None:
         _check_writable(Path(args.out))
-    dataset = args.dataset or profile.dataset
+        _refuse_overwrite(Path(args.out), None, profile.name, args.force)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        full = load_dataset(dataset, fallback=profile.fallback_to_digits)
+        full = session.full
     for w in caught:
         print(f"satnb: warning: {w.message}", file=sys.stderr, flush=True)
     scarce = f"-labelled{profile.labelled_per_class}" if profile.labelled_per_class else ""
-    out = Path(args.out or f"results/{profile.name}-{full.name}{scarce}.json")
-    if not args.out:
-        if not args.force:
-            from satnb.data import profile_subset
-
-            _refuse_overwrite(out, profile_subset(full, profile).describe())
+    out = Path(args.out if args.out is not None else f"results/{profile.name}-{full.name}{scarce}.json")
+    if args.out is None:
+        _refuse_overwrite(out, session.data.describe(), profile.name, args.force)
         _check_writable(out)
     print(f"[satnb] profile={profile.name} dataset={full.name} ({full.source}) device={device} "
           f"threads={torch.get_num_threads()} precision={precision}", flush=True)
     spaces = ["pixel", "normalized"] if args.eps_space == "both" else [args.eps_space]
     t0 = time.perf_counter()
-    results = run_experiment(profile, full, device=device, stages=stages, methods=methods, eps_spaces=spaces,
-                             progress=not args.quiet)
-    from satnb.claims import claims_records
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning  # a cut of m or N during the run reads as the data's warnings do
+        results = run_experiment(profile, full, device=device, stages=stages, methods=methods, eps_spaces=spaces,
+                                 progress=not args.quiet, store=session.store)
+    from satnb.core.store import atomic_write_bytes
+    from satnb.report.claims import claims_records
+    from satnb.report.record import judged_space
 
-    results["claims"] = claims_records(results)  # verdict, rule and paired differences with their intervals
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    # verdict, rule and paired differences with their intervals
+    results["claims"] = claims_records(results, judged_space(results))
+    text = json.dumps(results, indent=1, sort_keys=True) + "\n"
+    try:
+        atomic_write_bytes(out, lambda fh: fh.write(text.encode()))  # a failed write leaves the old file whole
+    except OSError as err:
+        raise ConfigError(f"cannot write the results file {out} ({err.strerror or err}); it is unchanged. Free "
+                          "space there or choose another --out, then run the same command again (every stage is "
+                          "cached)") from err
     print(f"[satnb] wrote {out} in {time.perf_counter() - t0:.0f} s", flush=True)
     return 0
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Print a warning as one `satnb: warning: ...` line (no source path or line)."""
+    print(f"satnb: warning: {message}", file=sys.stderr, flush=True)
 
 
 def _committed(path: Path) -> bool:
@@ -159,31 +169,54 @@ def _committed(path: Path) -> bool:
     return done.returncode == 0
 
 
-def _refuse_overwrite(out: Path, data: dict) -> None:
-    """The default --out never replaces a committed results file, nor one made from other data."""
-    from satnb.config import ConfigError
+def _refuse_overwrite(out: Path, data: dict | None, profile: str, force: bool) -> None:
+    """--out never replaces a file that is not a satnb results file, nor (the default --out) a committed one or one
+    made from other data, nor (an explicit --out; `data` None) a committed one from a larger profile, unless forced."""
+    from satnb.core.config import PROFILE_NAMES, ConfigError
 
-    if not out.is_file():
+    if force or not out.is_file():
         return
     fix = "pass --out <another file> to keep it, or --force to replace it"
-    if _committed(out):
+    committed = _committed(out)
+    if committed and data is not None:
         raise ConfigError(f"{out} is a committed reference run and the default --out does not overwrite it; {fix}")
     try:
-        old = json.loads(out.read_text())
-    except (ValueError, OSError):
-        old = None
-    old = old.get("dataset") if isinstance(old, dict) else None
+        res = json.loads(out.read_text())
+    except (ValueError, OSError, RecursionError):
+        res = None
+    old = res.get("dataset") if isinstance(res, dict) else None
     if not isinstance(old, dict):
         raise ConfigError(f"{out} exists and is not a satnb results file; {fix}")
+    if committed:
+        size = {name: i for i, name in enumerate(PROFILE_NAMES)}
+        if size.get(res.get("profile"), len(size)) > size[profile]:
+            raise ConfigError(f"{out} is a committed reference run of the {res.get('profile')} profile and this run's "
+                              f"profile ({profile}) is smaller; {fix}")
+        return
+    if data is None:
+        return
     if old.get("fingerprint") != data["fingerprint"] or old.get("dataset") != data["dataset"]:
         raise ConfigError(f"{out} holds results made from other data ({old.get('dataset')}, {old.get('source')}, "
                           f"fingerprint {old.get('fingerprint')}; this run: {data['dataset']}, {data['source']}, "
                           f"fingerprint {data['fingerprint']}); {fix}")
 
 
+def _check_stages_do_something(stages: list[str], methods: list[str]) -> None:
+    """Refuse stages that the methods give nothing to do (provenance would list them as run)."""
+    from satnb.core.config import ConfigError
+    from satnb.core.identity import SSL
+
+    if "baselines" in stages and "sup" not in methods:
+        raise ConfigError("--stages baselines fine-tunes the supervised model, which --methods leaves out; add sup "
+                          "to --methods or drop baselines from --stages")
+    if "sat" in stages and not set(SSL) & set(methods):
+        raise ConfigError(f"--stages sat fine-tunes the self-supervised models ({', '.join(SSL)}), which --methods "
+                          "leaves out; add one to --methods or drop sat from --stages")
+
+
 def _check_writable(out: Path) -> None:
     """Fail before a long run, not after it, when the results file cannot be written."""
-    from satnb.config import ConfigError
+    from satnb.core.config import ConfigError
 
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -198,8 +231,8 @@ def _check_writable(out: Path) -> None:
 
 def _load(path: Path) -> dict:
     """A results file, or a ConfigError that names it and says how to make a valid one."""
-    from satnb.config import ConfigError
-    from satnb.results import load_results
+    from satnb.core.config import ConfigError
+    from satnb.report.record import load_results
 
     try:
         return load_results(path)
@@ -208,32 +241,33 @@ def _load(path: Path) -> dict:
 
 
 def _report(files: list[str]) -> int:
-    from satnb.claims import assess
-    from satnb.results import freshness
-    from satnb.robustness import worst_case_view
-    from satnb.tables import paper_table, results_frame, with_intervals
+    from satnb.report.cells import with_intervals
+    from satnb.report.claims import assess
+    from satnb.report.record import MISSING, freshness, judged_space, worst_case_view
+    from satnb.report.tables import paper_table, results_frame
 
     paths = [Path(f) for f in files] or sorted(Path("results").glob("*.json"))
     if not paths:
         raise FileNotFoundError("no results files given and none in results/; run `python -m satnb run` first")
     for path in paths:
         res = _load(path)
+        space = judged_space(res)
         print(f"== {path} (profile {res['profile']}, dataset {res['dataset']['dataset']}, "
-              f"{res['dataset']['source']})")
+              f"{res['dataset'].get('source', MISSING)}; claims judged with eps in {space} units)")
         print(f"   {freshness(res)}")
         table = paper_table(res)
         print(table.to_string() if not table.empty else
               "(nothing to set against paper Table 1: SUP and AMDIM not evaluated, or not the paper's data)")
         print()
-        frame = results_frame(res)
+        frame = results_frame(res, space)
         if not frame.empty:
             cols = ["ACC", "DSR small", "DSR large", "robust small", "robust large"]
             print("95% intervals in brackets; robust = correct and still correct after the attack, over all "
                   "images scanned")
             print(with_intervals(frame.set_index("model"), cols).to_string())
             print()
-        worst = assess(worst_case_view(res)) if res.get("robustness") else None
-        for i, claim in enumerate(assess(res)):
+        worst = assess(worst_case_view(res, space), space) if space in (res.get("robustness") or {}) else None
+        for i, claim in enumerate(assess(res, space)):
             print(f"{claim.text}: {claim.verdict.upper()} (the paper's attacks)")
             if worst is not None:
                 print(f"   under the worst case of every attack (attack zoo): {worst[i].verdict.upper()}")

@@ -10,7 +10,9 @@ A page fails when
   (c) it contains an absolute path of the building machine: the repository, $HOME, $SATNB_DATA, $SATNB_CACHE
       (the last three when set and absolute), e.g. in a warning or a traceback printed by a cell;
   (d) it is a method chapter (02-05) with no element of class ``satnb-source`` (the method's code, shown from
-      satnb's own source by ``satnb.notebook.show_source``), or that chapter page is missing.
+      satnb's own source by ``satnb.notebook.display.show_source``), or that chapter page is missing;
+  (e) it shows a progress bar frozen into the page (tqdm's "  0%|          | 0/8 [00:00<?, ?it/s]"): progress is for
+      a person watching (JupyterLab, Colab, the CLI), never for the built report.
 
 Standard library only, so it runs before or without the venv.
 """
@@ -39,6 +41,8 @@ CHAPTERS = (
 )
 SOURCE_CLASS = "satnb-source"
 PATH_VARIABLES = ("HOME", "SATNB_DATA", "SATNB_CACHE")
+# tqdm's text: "<n>%|<bar>| <i>/<total>" (the rest, times and rates, varies)
+PROGRESS_BAR = re.compile(r"\d{1,3}%\|[^|\n]{0,200}\|\s*[\d.]+[kMG]?/[\d.?]+[kMG]?")
 
 
 class _Page(HTMLParser):
@@ -123,6 +127,12 @@ def check_setup_code(parsed: _Page) -> list[str]:
     return [f"shows the setup cell's code ({', '.join(map(repr, found))}); tag the cell remove-input"] if found else []
 
 
+def check_progress(parsed: _Page) -> list[str]:
+    bars = PROGRESS_BAR.findall(html.unescape("".join(parsed.text)))
+    return [f"shows {len(bars)} frozen progress bar(s), e.g. {bars[0].strip()!r}; build with SATNB_PROGRESS=0 "
+            "(scripts/book.sh does)"] if bars else []
+
+
 def machine_paths(env: Mapping[str, str], root: Path | None) -> dict[str, str]:
     """Absolute paths of the building machine that no page may contain, by where they come from."""
     found: dict[str, str] = {}
@@ -165,7 +175,8 @@ def check(build: Path, root: Path | None = ROOT, env: Mapping[str, str] | None =
         parsed.feed(raw)
         parsed.close()
         classes[rel] = parsed.classes
-        found = check_mathjax(page, build, parsed) + check_setup_code(parsed) + check_paths(raw, paths)
+        found = (check_mathjax(page, build, parsed) + check_setup_code(parsed) + check_progress(parsed)
+                 + check_paths(raw, paths))
         problems += [f"{rel}: {p}" for p in found]
     for rel in chapters:
         if rel not in classes:

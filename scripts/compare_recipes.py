@@ -20,11 +20,12 @@ from pathlib import Path
 
 import torch
 
-from satnb.config import CPU_ENCODER, METHODS, TrainSettings, get_profile, parse_threads
-from satnb.data import load_dataset, profile_subset
-from satnb.registry import Models
-from satnb.stats import wilson
-from satnb.store import Store, provenance
+from satnb.core.config import CPU_ENCODER, METHODS, TrainSettings, get_profile, parse_threads
+from satnb.core.dataset import profile_subset
+from satnb.core.datasets import load_dataset
+from satnb.core.stats import wilson
+from satnb.core.store import Store, provenance
+from satnb.experiment.pipeline import Pipeline
 
 PREVIOUS = {"lr": 1e-3, "optimizer": "adam", "schedule": "constant", "warmup_epochs": 0.0, "weight_decay": 0.0,
             "label_smoothing": 0.0}  # the recipe every CPU profile used before (Adam 1e-3, no schedule)
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         runs.update({name: dataclasses.replace(chosen, **r) for name, r in CANDIDATES.get(method, {}).items()})
         for name, settings in runs.items():
             t0 = time.perf_counter()
-            models = Models(profile.replace(train={**profile.train, method: settings}), data, store, progress=False)
+            models = Pipeline(profile.replace(train={**profile.train, method: settings}), data, store, progress=False)
             entry = models.train(method)
             last = entry.history[-1]
             n_test = len(data.y_test)
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
               "rule": "the recipe with the highest final kNN accuracy, the previous one when no candidate's "
                       "interval lies above it",
               "provenance": provenance(profile=profile.name, dataset=data.describe(), seed=profile.seed,
-                                       code_module="satnb.pretrain")}
+                                       code_module="satnb.nets.pretrain")}
     out.write_text(json.dumps(record, indent=1))
     print(f"wrote {out}")
     return 0

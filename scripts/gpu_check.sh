@@ -82,7 +82,7 @@ import platform
 
 import torch
 
-from satnb.config import effective_precision, get_device, get_precision
+from satnb.core.config import effective_precision, get_device, get_precision
 
 print(f"python {platform.python_version()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
       f"{torch.get_num_threads()} CPU threads")

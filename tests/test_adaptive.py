@@ -6,10 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from satnb.adaptive import KNNBlackBoxAttack, KNNMinNormAttack, probe_attack
-from satnb.attacks import KNNGradientAttack, KNNOptimizationAttack
-from satnb.config import AttackSettings
-from satnb.knn import KNN
+from satnb.attacks import KNNBlackBoxAttack, KNNGradientAttack, KNNMinNormAttack, KNNOptimizationAttack, probe_attack
+from satnb.core.config import AttackSettings, ConfigError
+from satnb.knn.classifier import KNN
 
 
 class Flat(nn.Module):
@@ -105,3 +104,29 @@ def test_probe_transfer_attack_stays_in_the_ball_and_hurts_the_knn():
     adv = probe_attack(model, knn, AttackSettings(0.15, 0.02, 20), seed=0)(x, y)
     assert (adv - x).abs().max() <= 0.15 + 1e-6
     assert float((knn.predict(model.features(adv)) == y).float().mean()) < 0.7
+
+
+def test_adaptive_attacks_name_a_bad_setting_and_its_fix():
+    model, knn, *_ = problem(5, n_lib=30)
+    for make, match in [
+        (lambda: KNNMinNormAttack(model, knn, candidates=0), "candidates must be an integer >= 1, got 0; e.g. k"),
+        (lambda: KNNMinNormAttack(model, knn, temperature=-1.0), "temperature must be a positive number"),
+        (lambda: KNNBlackBoxAttack(model, knn, queries=2.5), r"queries must be an integer >= 1, got 2\.5"),
+        (lambda: KNNBlackBoxAttack(model, knn, p_init=1.5), r"p_init=1\.5 is larger than 1\.0; e\.g\. 0\.3"),
+        (lambda: probe_attack(model, knn, AttackSettings(1.5, 0.02, 1), epochs=1), "eps=1.5 is larger than 1.0"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            make()
+    smallest = int(knn.class_counts.min())
+    assert KNNMinNormAttack(model, knn, candidates=10_000).m == smallest < 10_000  # capped by the smallest class
+
+
+def test_probe_attack_owes_nothing_to_the_global_rng():
+    model, knn, x, y, *_ = problem(5, d=16)
+    x = x.view(-1, 1, 4, 4)
+    advs = []
+    for disturb in (0, 123):
+        torch.manual_seed(disturb)
+        torch.rand(1000)  # the probe's start and shuffles must not read this
+        advs.append(probe_attack(model, knn, AttackSettings(0.15, 0.02, 5), seed=0, epochs=2)(x, y))
+    assert torch.equal(advs[0], advs[1])

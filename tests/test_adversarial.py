@@ -12,8 +12,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import satnb.adversarial as adv
-from satnb.adversarial import (
+import satnb.defences.baselines as baselines
+import satnb.defences.selfsupervised as selfsupervised
+from satnb.core.config import AttackSettings, BaselineSettings, ConfigError, SATSettings
+from satnb.core.store import Store
+from satnb.defences import (
     SATObjective,
     adversarial_train,
     alp_loss,
@@ -23,10 +26,10 @@ from satnb.adversarial import (
     sat,
     sat_step,
 )
-from satnb.config import AttackSettings, BaselineSettings, ConfigError, SATSettings
-from satnb.losses import AMDIMLoss
-from satnb.models import AMDIMEncoder, Classifier, SmallConvNet
-from satnb.store import Store
+from satnb.nets.amdim import AMDIMEncoder
+from satnb.nets.convnets import SmallConvNet
+from satnb.nets.losses import AMDIMLoss
+from satnb.nets.models import Classifier
 
 ATTACK = AttackSettings(eps=0.03, step=0.005, steps=3)
 K, M = 5, 5
@@ -114,7 +117,7 @@ def test_sat_update_only_sees_image_pairs(data, tmp_path, monkeypatch):
         seen.append(len(tensors[0]))
         return sat_step(model, objective, optimizer, *tensors)
 
-    monkeypatch.setattr(adv, "sat_step", spy)
+    monkeypatch.setattr(selfsupervised, "sat_step", spy)
     run_sat(x, y, Store(tmp_path))
     assert seen == [12, 12, 12]
 
@@ -169,7 +172,7 @@ def test_keep_only_successful_trains_on_the_fooled_pairs(data, tmp_path, monkeyp
         sizes.append(len(x))
         return sat_step(model, objective, optimizer, x, x_adv)
 
-    monkeypatch.setattr(adv, "sat_step", spy)
+    monkeypatch.setattr(selfsupervised, "sat_step", spy)
     strong = AttackSettings(eps=0.2, step=0.05, steps=5)
     settings = SATSettings(iterations=3, batch_size=12, lr=1e-3, eval_every=3)
     settings = dataclasses.replace(settings, keep_only_successful=True)
@@ -293,7 +296,7 @@ def test_interrupted_sat_resumes_to_the_same_weights(data, tmp_path, monkeypatch
         steps.append(1)
         return sat_step(*args)
 
-    monkeypatch.setattr(adv, "sat_step", spy)
+    monkeypatch.setattr(selfsupervised, "sat_step", spy)
     resumed = run_sat(x, y, store, eval_fn=interrupt_at(-1), **kw)
     assert len(steps) == 3 and not resumed.cached
     assert same_weights(full.model, resumed.model) and same_weights(full.objective, resumed.objective)
@@ -322,8 +325,8 @@ def test_second_call_is_a_cache_hit(data, tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a cached run trained again")
 
-    monkeypatch.setattr(adv, "sat_step", no_training)
-    monkeypatch.setattr(adv, "baseline_loss", no_training)
+    monkeypatch.setattr(selfsupervised, "sat_step", no_training)
+    monkeypatch.setattr(baselines, "baseline_loss", no_training)
     again = run_sat(x, y, store, iterations=2, base_key="amdim-abc")
     assert again.cached and not first.cached and again.artifact == first.artifact
     assert same_weights(first.model, again.model) and again.trajectory == first.trajectory

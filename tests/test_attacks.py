@@ -19,7 +19,7 @@ from satnb.attacks import (
     UniformNoise,
     binary_search_step,
 )
-from satnb.knn import KNN
+from satnb.knn.classifier import KNN
 
 K, M = 15, 30
 
@@ -246,6 +246,9 @@ def test_validation_errors(setup):
         ({"step": 0.0}, "step must be a positive"),
         ({"steps": 0}, "steps must be an integer >= 1"),
         ({"m": 10_000}, r"m=10000 guide samples per group, but library class \d+ has only"),
+        ({"m": 2.5}, r"m must be an integer >= 1, got 2\.5; the paper uses m=300"),
+        ({"batch_size": 0}, "batch_size must be an integer >= 1"),
+        ({"seed": 1.5}, "seed must be an int or None"),
         ({"guide": "closest"}, "unknown guide mode"),
         ({"eps_space": "logit"}, "unknown eps_space"),
     ]:
@@ -286,7 +289,7 @@ def test_the_search_raises_c_until_the_images_break(setup):
 
 def test_never_broken_images_give_an_l2_that_says_so():
     """An attack that breaks nothing reports infinite median L2 and the ceiling as mean, not a small mean."""
-    from satnb.evaluate import l2_summary
+    from satnb.protocol.evaluate import l2_summary
 
     delta = torch.zeros(10, 3, 4, 4)
     none = l2_summary(delta, torch.zeros(10, dtype=torch.bool), torch.full((3,), 0.25))

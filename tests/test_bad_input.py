@@ -12,17 +12,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from conftest import image_tree
 from torch import nn
 
 from satnb.__main__ import main
 from satnb.attacks import KNNGradientAttack, KNNOptimizationAttack
-from satnb.config import ConfigError, cache_dir
-from satnb.data import CIFAR10_CLASSES, DataError, load_dataset, load_npz
-from satnb.evaluate import EVALUATION_NUMBERS, first_correct
-from satnb.features import build_library, extract_features, predict
-from satnb.knn import KNN
-from satnb.store import ArtifactError, Store, atomic_write_bytes
+from satnb.core.config import ConfigError, cache_dir
+from satnb.core.dataset import DataError
+from satnb.core.datasets import CIFAR10_CLASSES, load_dataset
+from satnb.core.npz import load_npz
+from satnb.core.store import ArtifactError, Store, atomic_write_bytes
+from satnb.knn.classifier import KNN
+from satnb.knn.features import build_library, extract_features, predict
+from satnb.protocol.evaluate import EVALUATION_NUMBERS, first_correct
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,26 +43,18 @@ def fails(capsys, argv: list[str], *fragments: str) -> str:
 
 def _npz(path: Path, n_classes: int = 3, n_train: int = 30, n_test: int = 12, **extra) -> Path:
     rng = np.random.default_rng(0)
-    u = lambda n: rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)  # noqa: E731
+    u = lambda n: rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)  # noqa: E731
     np.savez(path, x_train=u(n_train), y_train=np.arange(n_train) % n_classes, x_test=u(n_test),
              y_test=np.arange(n_test) % n_classes, **extra)
     return path
 
 
-def _tree(root: Path, classes: list[str], n: int = 2) -> Path:
-    for split in ("train", "test"):
-        for c in classes:
-            (root / split / c).mkdir(parents=True)
-            for i in range(n):
-                Image.fromarray(np.full((4, 4, 3), (40 * i) % 256, dtype=np.uint8)).save(root / split / c / f"{i}.png")
-    return root
-
 
 # ------------------------------------------------------------------ 1. a user's own data is not CIFAR-10
 
 def test_own_npz_keeps_its_name_classes_and_statistics(monkeypatch, tmp_path):
-    from satnb.pretrain import channel_stats
-    from satnb.tables import paper_table
+    from satnb.nets.pretrain import channel_stats
+    from satnb.report.tables import paper_table
 
     monkeypatch.setenv("SATNB_DATA", str(_npz(tmp_path / "3cls.npz")))
     ds = load_dataset("cifar10")
@@ -107,7 +101,7 @@ def test_default_out_never_replaces_results_of_other_data(monkeypatch, tmp_path,
 
 @pytest.fixture(scope="module")
 def encoder():
-    from satnb.models import build_encoder
+    from satnb.nets.encoders import build_encoder
 
     torch.manual_seed(0)
     return build_encoder("convnet").eval()
@@ -154,7 +148,7 @@ def test_feature_extraction_accepts_the_documented_forms(encoder):
 ])
 def test_cached_evaluation_that_is_valid_json_but_not_a_result_is_corrupt(tmp_path, content, why):
     store = Store(tmp_path)
-    art = store.artifact("evaluate", {"model": "x"}, code="satnb.evaluate")
+    art = store.artifact("evaluate", {"model": "x"}, code="satnb.protocol.evaluate:evaluate")
     art.result.write_text(content)
     with pytest.raises(ArtifactError, match="is corrupt") as err:
         store.load_result(art, numbers=EVALUATION_NUMBERS)  # what Studies.evaluate asks of a cached evaluation
@@ -163,11 +157,11 @@ def test_cached_evaluation_that_is_valid_json_but_not_a_result_is_corrupt(tmp_pa
 
 def test_cached_memo_and_training_results_are_validated(tmp_path):
     store = Store(tmp_path)
-    art = store.artifact("study", {"a": 1}, code="satnb.evaluate")
+    art = store.artifact("study", {"a": 1}, code="satnb.protocol.evaluate:evaluate")
     art.result.write_text('{"settings": {}}')
     with pytest.raises(ArtifactError, match="lacks value"):
-        store.memo("study", {"a": 1}, lambda: 1, code="satnb.evaluate")
-    art = store.artifact("train-sup", {"a": 1}, code="satnb.pretrain")
+        store.memo("study", {"a": 1}, lambda: 1, code="satnb.protocol.evaluate:evaluate")
+    art = store.artifact("train-sup", {"a": 1}, code="satnb.nets.pretrain:train")
     art.result.write_text("{}")
     with pytest.raises(ArtifactError, match="empty object"):
         store.load_result(art)
@@ -187,16 +181,16 @@ def test_explicit_satnb_data_without_the_dataset_is_an_error(monkeypatch, tmp_pa
 
 
 def test_other_class_counts_work_or_fail_at_load_time(monkeypatch, tmp_path, capsys):
-    _tree(tmp_path / "data" / "cifar10", ["a", "b", "c"])
+    image_tree(tmp_path / "data" / "cifar10", ["a", "b", "c"])
     monkeypatch.setenv("SATNB_DATA", str(tmp_path / "data"))
     with pytest.raises(DataError, match="found as CIFAR-10 but holds 3 classes"):
         load_dataset("cifar10")
-    ten = _tree(tmp_path / "ten" / "cifar10", [f"c{i}" for i in range(10)], n=1)
+    ten = image_tree(tmp_path / "ten" / "cifar10", [f"c{i}" for i in range(10)], n=1)
     monkeypatch.setenv("SATNB_DATA", str(ten.parent))
     assert load_dataset("cifar10").classes == CIFAR10_CLASSES
     monkeypatch.delenv("SATNB_DATA")
-    own = load_dataset(str(tmp_path / "data" / "cifar10"))  # an image folder by path: its own classes
-    assert own.classes == ("a", "b", "c")
+    with pytest.raises(DataError, match="found as CIFAR-10 but holds 3 classes"):  # by path: the same rule
+        load_dataset(str(tmp_path / "data" / "cifar10"))
     with pytest.raises(DataError, match="class.es. d have no training image"):
         load_npz(_npz(tmp_path / "four.npz", classes=np.array(["a", "b", "c", "d"])))
     with pytest.raises(DataError, match="at least 2 classes"):
@@ -209,7 +203,7 @@ def test_no_correctly_classified_image_says_why():
 
 
 def test_truncated_archive_is_one_error_and_leaves_no_tmp_folder(monkeypatch, tmp_path, capsys):
-    tree = _tree(tmp_path / "src", ["a", "b"], n=20)
+    tree = image_tree(tmp_path / "src", ["a", "b"], n=20)
     archive = tmp_path / "mine.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tree, arcname="mine")
@@ -257,8 +251,8 @@ def _results(tmp_path: Path, change) -> Path:
     (lambda r: r.update(acc="0.5"), "evaluation.pixel.sup.acc is '0.5', not a number"),
 ])
 def test_report_on_a_bad_entry_is_one_error(tmp_path, capsys, change, fragment):
-    from satnb.claims import claims_table
-    from satnb.tables import paper_table
+    from satnb.report.claims import claims_table
+    from satnb.report.tables import paper_table
 
     path = _results(tmp_path, change)
     fails(capsys, ["report", str(path)], fragment, "rerun `python -m satnb run`")
@@ -369,9 +363,9 @@ def test_a_library_class_without_samples_is_named_not_m_equals_0():
 
 
 def test_a_killed_decode_leaves_no_tmp_file(tmp_path):
-    from satnb.data import load_image_folder
+    from satnb.core.image_folder import load_image_folder
 
-    tree = _tree(tmp_path / "mine", ["a", "b"])
+    tree = image_tree(tmp_path / "mine", ["a", "b"])
     decoded = cache_dir() / "decoded"
     decoded.mkdir(parents=True, exist_ok=True)
     load_image_folder(tree)

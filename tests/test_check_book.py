@@ -196,3 +196,21 @@ def test_the_source_class_may_come_with_others(good):
         _page(body='<section><div class="cell_output satnb-source highlight">code</div></section>')
     )
     assert _problems(good) == []
+
+
+@pytest.mark.parametrize("bar", [
+    "  0%|          | 0/8 [00:00&lt;?, ?it/s]",  # what a widget's text fallback froze into chapter 01
+    "100%|##########| 40/40 [00:12&lt;00:00,  3.2it/s]",
+    " 37%|███▋      | 1.10k/3.00k [00:01&lt;00:02, 820img/s]",
+])
+def test_a_frozen_progress_bar_fails(good, bar):
+    (good / "notebooks" / "05_sat.html").write_text(_page(LOCAL_MATHJAX.format(up="../"),
+                                                          f"{SOURCE}<pre>{bar}</pre>"))
+    (problem,) = _problems(good)
+    assert problem.startswith("notebooks/05_sat.html: shows 1 frozen progress bar") and "SATNB_PROGRESS=0" in problem
+
+
+def test_percentages_and_tables_are_not_progress_bars(good):
+    text = "<p>DSR 45.2% | robust 12.0% | N 200/1000</p><table><tr><td>50%</td><td>| 3/4</td></tr></table>"
+    (good / "notebooks" / "00_data.html").write_text(_page(body=text))
+    assert _problems(good) == []

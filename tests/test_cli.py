@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-import satnb.results
+import satnb.experiment.run
 from satnb.__main__ import main
-from satnb.store import load_state
+from satnb.core.store import load_state
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +32,7 @@ def no_run(monkeypatch):
         calls.append((profile, full, kwargs))
         return {"profile": profile.name, "dataset": full.describe(), "evaluation": {}}
 
-    monkeypatch.setattr(satnb.results, "run_experiment", stub)
+    monkeypatch.setattr(satnb.experiment.run, "run_experiment", stub)
     return calls
 
 
@@ -121,7 +121,7 @@ def _offline(monkeypatch):
 
 def test_no_network_paper_stops_and_smaller_profiles_fall_back(capsys, monkeypatch, tmp_path, no_run):
     _offline(monkeypatch)
-    fails(capsys, ["run", "--profile", "paper"], "cifar10 not found", "Set SATNB_DATA")
+    fails(capsys, ["run", "--profile", "paper", "--yes"], "cifar10 not found", "Set SATNB_DATA")
     assert not no_run
     out = tmp_path / "r.json"
     assert main(["run", "--profile", "smoke", "--out", str(out), "--quiet", "--threads", "1"]) == 0
@@ -140,21 +140,21 @@ def test_errors_inside_a_run(capsys, monkeypatch, tmp_path):
     def corrupt_cache(*args, **kwargs):
         load_state(bad)
 
-    monkeypatch.setattr(satnb.results, "run_experiment", corrupt_cache)
+    monkeypatch.setattr(satnb.experiment.run, "run_experiment", corrupt_cache)
     fails(capsys, ["run", "--profile", "smoke", "--dataset", "digits", "--out", str(tmp_path / "r.json")],
           "final.pt could not be loaded safely", "Delete it to recompute the stage")
 
     def diverged(*args, **kwargs):
         raise FloatingPointError("sup loss became nan at epoch 3; lower the learning rate (now 0.1)")
 
-    monkeypatch.setattr(satnb.results, "run_experiment", diverged)
+    monkeypatch.setattr(satnb.experiment.run, "run_experiment", diverged)
     fails(capsys, ["run", "--profile", "smoke", "--dataset", "digits", "--out", str(tmp_path / "r.json")],
           "lower the learning rate")
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(satnb.results, "run_experiment", interrupted)
+    monkeypatch.setattr(satnb.experiment.run, "run_experiment", interrupted)
     assert main(["run", "--profile", "smoke", "--dataset", "digits", "--out", str(tmp_path / "r.json")]) == 130
     err = capsys.readouterr().err
     assert "satnb: interrupted; run the same command again to resume" in err and "Traceback" not in err
@@ -188,3 +188,17 @@ def test_subprocess_exit_code_and_message(tmp_path, argv, fragment):
     assert out.returncode == 2, out.stderr
     assert out.stderr.startswith("satnb: error: ") and out.stderr.count("\n") == 1, out.stderr
     assert fragment in out.stderr and "Traceback" not in out.stderr
+
+
+def test_warnings_during_a_run_are_one_line_each(capsys, monkeypatch, tmp_path):
+    import warnings
+
+    def warns(profile, full, **kwargs):
+        warnings.warn("m=30 cut to 1 for every class: class 3 of the kNN library has only 1 image(s)", stacklevel=1)
+        return {"profile": profile.name, "dataset": full.describe(), "evaluation": {}}
+
+    monkeypatch.setattr(satnb.experiment.run, "run_experiment", warns)
+    assert main(["run", "--profile", "smoke", "--dataset", "digits", "--out", str(tmp_path / "r.json"),
+                 "--quiet"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "cut to" in line]
+    assert err == ["satnb: warning: m=30 cut to 1 for every class: class 3 of the kNN library has only 1 image(s)"]

@@ -1,22 +1,34 @@
 import dataclasses
+import json
 
 import pytest
 import torch
 
-from satnb.config import PROFILE_NAMES, ConfigError, get_device, get_profile
+from satnb.core.config import (
+    PROFILE_NAMES,
+    ConfigError,
+    Profile,
+    ProtocolSettings,
+    ZooSettings,
+    get_device,
+    get_profile,
+)
+from satnb.core.identity import ModelId
 
 
 def test_profiles_exist_and_grow():
     sizes = [get_profile(n) for n in PROFILE_NAMES]
     assert [p.name for p in sizes] == list(PROFILE_NAMES)
     # each larger profile attacks more images and trains longer
-    assert sizes[0].n_attack < sizes[1].n_attack < sizes[2].n_attack <= sizes[3].n_attack
+    n = [p.protocol.n_attack for p in sizes]
+    assert n[0] < n[1] < n[2] <= n[3]
     for small, big in zip(sizes, sizes[1:]):
         assert all(small.train[m].epochs <= big.train[m].epochs for m in small.train)
     paper = get_profile("paper")
-    assert (paper.k, paper.m, paper.n_attack) == (75, 300, 1000)
-    assert (paper.small.eps, paper.small.step, paper.small.steps) == (0.03, 0.005, 10)
-    assert (paper.large.eps, paper.large.step, paper.large.steps) == (0.06, 0.005, 20)
+    protocol = paper.protocol
+    assert (protocol.k, protocol.m, protocol.n_attack) == (75, 300, 1000)
+    assert (protocol.small.eps, protocol.small.step, protocol.small.steps) == (0.03, 0.005, 10)
+    assert (protocol.large.eps, protocol.large.step, protocol.large.steps) == (0.06, 0.005, 20)
     assert paper.train["amdim"].epochs == 300 and paper.train["amdim"].lr == 2e-4
     assert paper.sat.batch_size == 100 and paper.sat.lr == 1e-4
     assert not paper.fallback_to_digits
@@ -47,10 +59,29 @@ def test_device(monkeypatch):
             get_device("cuda")
 
 
-def test_replace_keeps_original():
+def test_replace_keeps_original_and_takes_group_settings_by_name():
     p = get_profile("smoke")
-    q = p.replace(k=3)
-    assert q.k == 3 and p.k != 3
+    q = p.replace(k=3, queries=7, mi_steps=5)
+    assert q.protocol.k == 3 and p.protocol.k != 3 and q.zoo.queries == 7 and q.mi_steps == 5
+    assert q.protocol == dataclasses.replace(p.protocol, k=3)
+    assert q.zoo == dataclasses.replace(p.zoo, queries=7) and q.sat == p.sat
+    # a whole group and a setting of it together: the setting applies to the group given
+    r = p.replace(protocol=ProtocolSettings(k=9), m=4)
+    assert (r.protocol.k, r.protocol.m, r.protocol.n_attack) == (9, 4, ProtocolSettings().n_attack)
+    with pytest.raises(ConfigError, match="unknown profile setting 'kk'"):
+        p.replace(kk=3)
+
+
+def test_settings_are_grouped_by_what_reads_them():
+    names = {g: {f.name for f in dataclasses.fields(cls)} for g, cls in (("protocol", ProtocolSettings),
+                                                                          ("zoo", ZooSettings))}
+    own = {f.name for f in dataclasses.fields(Profile)}
+    # the names Profile.replace routes are unique: across the groups and against the profile's own
+    assert not names["protocol"] & names["zoo"] and not (names["protocol"] | names["zoo"]) & own
+    # a results file holds every group as a nested object
+    d = get_profile("quick").to_dict()
+    assert d["protocol"]["k"] == 75 and d["zoo"]["n_images"] == 100 and d["sat"]["iterations"] == 40
+    assert json.loads(json.dumps(d))["protocol"] == d["protocol"] and "k" not in d
 
 
 def test_bad_thread_count_is_a_clear_error(monkeypatch):
@@ -72,7 +103,7 @@ def test_every_cpu_profile_compares_on_one_encoder_and_paper_gets_a_twin():
         assert p.supervised_twins() == {}
     paper = get_profile("paper")
     twins = paper.supervised_twins()
-    assert list(twins) == ["sup-resnet18"]
+    assert list(twins) == ["sup-resnet18"] and list(paper.twins()) == [ModelId.pretrained("sup", twin="resnet18")]
     twin, sup = twins["sup-resnet18"], paper.train["sup"]
     assert twin.encoder == paper.train["npid"].encoder == "resnet18"
     # SUP's recipe, on the other encoder
@@ -83,13 +114,14 @@ def test_every_cpu_profile_compares_on_one_encoder_and_paper_gets_a_twin():
 def test_cpu_profile_is_full_cifar10_with_the_authors_library():
     p = get_profile("cpu")
     assert p.n_train is None and p.n_test is None and p.n_library == 45000
-    assert p.n_attack == 1000 and p.n_attack_opt >= 500 and (p.n_attack_zoo or p.n_attack) >= 500
+    assert p.protocol.n_attack == 1000 and p.protocol.n_attack_opt >= 500
+    assert (p.zoo.n_images or p.protocol.n_attack) >= 500
     assert p.train["sup"].label_smoothing > 0 and p.train["sup"].optimizer == "sgd"
     assert p.train["sup"].schedule == "onecycle" and p.train["sup"].warmup_epochs > 0
 
 
 def test_baseline_settings_reject_unknown_optimizer_and_schedule():
-    from satnb.config import BaselineSettings
+    from satnb.core.config import BaselineSettings
 
     with pytest.raises(ConfigError, match="optimizer"):
         BaselineSettings(optimizer="rmsprop")
@@ -135,7 +167,7 @@ def test_cpu_profile_recipes_are_the_ones_measured_on_its_encoder():
 
 
 def test_recipe_table_shows_each_encoder_it_was_measured_on():
-    from satnb.tables import recipe_comparison
+    from satnb.report.tables import recipe_comparison
 
     table = recipe_comparison("quick", "cifar10")
     encoders = set(table.index.get_level_values("encoder"))

@@ -14,14 +14,15 @@ import pytest
 import torch
 
 from satnb.attacks import gradient_attack
-from satnb.config import METHODS, AttackSettings, TrainSettings, effective_precision, get_profile
-from satnb.data import load_digits
-from satnb.evaluate import evaluate
-from satnb.features import as_images, build_library, extract_features
-from satnb.knn import KNN, guide_groups
-from satnb.models import AMDIMEncoder
-from satnb.pretrain import train
-from satnb.store import Store
+from satnb.core import config
+from satnb.core.config import METHODS, AttackSettings, TrainSettings, effective_precision, get_profile, set_precision
+from satnb.core.datasets import load_digits
+from satnb.core.store import Store
+from satnb.knn.classifier import KNN, guide_groups
+from satnb.knn.features import as_images, build_library, extract_features
+from satnb.nets.amdim import AMDIMEncoder
+from satnb.nets.pretrain import train
+from satnb.protocol.evaluate import evaluate
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
@@ -33,8 +34,9 @@ SMALL, LARGE = AttackSettings(0.03, 0.005, 10), AttackSettings(0.06, 0.005, 20)
 
 
 @pytest.fixture(autouse=True)
-def _default_precision(monkeypatch):
-    monkeypatch.delenv("SATNB_PRECISION", raising=False)
+def _bf16(monkeypatch):
+    """Each test starts at the default precision; the process's own comes back afterwards."""
+    monkeypatch.setattr(config, "_PRECISION", ["bf16"])
 
 
 @pytest.fixture(scope="module")
@@ -131,22 +133,24 @@ def test_cuda_computes_in_bf16_where_the_device_has_it(monkeypatch, encoder):
     try:
         with torch.no_grad():
             f = encoder.features(torch.rand(4, 3, 32, 32, device=DEVICE))
-            monkeypatch.setenv("SATNB_PRECISION", "fp32")
+            monkeypatch.setenv("SATNB_PRECISION", "fp32")  # a running process keeps its precision
+            encoder.features(torch.rand(4, 3, 32, 32, device=DEVICE))
+            set_precision("fp32")
             assert effective_precision(DEVICE) == "fp32"
             encoder.features(torch.rand(4, 3, 32, 32, device=DEVICE))
     finally:
         handle.remove()
-    assert seen == [torch.bfloat16, torch.float32] and f.dtype == torch.float32
+    assert seen == [torch.bfloat16, torch.bfloat16, torch.float32] and f.dtype == torch.float32
 
 
-def test_bf16_and_fp32_features_give_the_same_knn_predictions(digits, tmp_path, monkeypatch):
+def test_bf16_and_fp32_features_give_the_same_knn_predictions(digits, tmp_path):
     """A model trained a little on digits: kNN predictions from bf16 and fp32 features agree on >= 99%."""
     settings = TrainSettings("amdim", epochs=3, batch_size=64, lr=0.05, optimizer="sgd", schedule="onecycle",
                              warmup_epochs=0.5, label_smoothing=0.1, encoder_kwargs=TINY_AMDIM)
     model = train("sup", digits, settings, Store(tmp_path), seed=0, device=DEVICE, progress=False).model
     preds = {}
     for precision in ("fp32", "bf16"):
-        monkeypatch.setenv("SATNB_PRECISION", precision)
+        set_precision(precision)
         knn = build_library(model, digits.x_train, digits.y_train, k=15, n_classes=10)
         preds[precision] = knn.predict(extract_features(model, digits.x_test)).numpy()
     assert (preds["fp32"] == digits.y_test).mean() > 0.7  # a model that learned something
@@ -172,8 +176,8 @@ def test_gradient_attack_on_cuda_stays_in_its_eps_ball_and_the_valid_range(digit
 def test_evaluate_runs_a_cuda_model_on_the_numpy_test_split(digits, encoder):
     """The pipeline's path: the model on the device, the test split a uint8 array (as `Studies.evaluate` passes it)."""
     profile = get_profile("smoke").replace(k=15, m=30, n_attack=20, n_attack_opt=4, opt_binary_steps=2, opt_steps=5)
-    knn = build_library(encoder, digits.x_train, digits.y_train, k=profile.k, n_classes=10)
-    r = evaluate(encoder, knn, digits.x_test, digits.y_test, profile, optimization=True, progress=False)
+    knn = build_library(encoder, digits.x_train, digits.y_train, k=profile.protocol.k, n_classes=10)
+    r = evaluate(encoder, knn, digits.x_test, digits.y_test, profile.protocol, optimization=True, progress=False)
     assert r["n_attacked"] == 20 and r["opt_n"] == 4
     for key in ("acc", "dsr_small", "dsr_large", "noise_dsr_small", "noise_dsr_large", "opt_success"):
         assert 0 <= r[key] <= 1, key

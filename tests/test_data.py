@@ -2,7 +2,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from satnb.data import DataError, load_dataset, load_digits, load_image_folder, load_npz, stratified_indices, to_tensor
+from satnb.core.dataset import DataError, stratified_indices
+from satnb.core.datasets import load_dataset, load_digits
+from satnb.core.image_folder import load_image_folder
+from satnb.core.images import to_tensor
+from satnb.core.npz import load_npz
 
 
 def _arrays(n_train=20, n_test=10, shape=(8, 8, 3), n_classes=3, seed=0):
@@ -136,7 +140,7 @@ def test_paper_profile_refuses_fallback(monkeypatch, tmp_path):
 
 
 def test_unknown_dataset_and_missing_path(monkeypatch, tmp_path):
-    from satnb.config import ConfigError
+    from satnb.core.config import ConfigError
 
     with pytest.raises(ConfigError, match="valid datasets are cifar10, stl10, mnist, digits"):
         load_dataset("imagenet")
@@ -146,7 +150,7 @@ def test_unknown_dataset_and_missing_path(monkeypatch, tmp_path):
 
 
 def test_satnb_data_npz_file(monkeypatch, tmp_path):
-    monkeypatch.setenv("SATNB_DATA", str(_save(tmp_path, **_arrays())))
+    monkeypatch.setenv("SATNB_DATA", str(_save(tmp_path, **_arrays(shape=(32, 32, 3)))))
     ds = load_dataset("cifar10")
     assert ds.source.startswith("npz:") and len(ds.y_train) == 20
 
@@ -202,7 +206,7 @@ def test_concurrent_loads_of_one_archive(tmp_path):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tree / "train", arcname="train")
         tar.add(tree / "test", arcname="test")
-    code = ("from satnb.data import load_image_folder, extract_archive; import sys; "
+    code = ("from satnb.core.image_folder import load_image_folder, extract_archive; import sys; "
             f"ds = load_image_folder(extract_archive({str(archive)!r})); print(len(ds.y_train), len(ds.y_test))")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(3)]

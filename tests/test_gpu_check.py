@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from satnb.config import PROFILES
+from satnb.core.config import PROFILES
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "gpu_check.sh"
@@ -107,7 +107,7 @@ def test_projections_follow_their_formulas(record, gpu_check):
             inputs = terms[f"baselines:{method}"]["inputs"]
             assert inputs["epochs"] == P.baselines.epochs and inputs["batches_per_epoch"] == 50_000 // 100
             assert inputs["s_per_batch"] == stages["baselines"][method]["seconds_per_batch"]
-        assert terms["gradient-attacks:amdim"]["inputs"]["n_attack"] == P.n_attack
+        assert terms["gradient-attacks:amdim"]["inputs"]["n_attack"] == P.protocol.n_attack
         # the totals are the sums of the (non-component) terms
         by_stage = {}
         for t in terms.values():

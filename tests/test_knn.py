@@ -7,8 +7,8 @@ import pytest
 import torch
 from sklearn.neighbors import KNeighborsClassifier
 
-from satnb.config import ConfigError
-from satnb.knn import KNN, _put_first, guide_groups, guide_means
+from satnb.core.config import ConfigError
+from satnb.knn.classifier import KNN, _put_first, guide_groups, guide_means
 
 
 def clustered(n: int, n_classes: int, dim: int, seed: int, spread: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -213,7 +213,7 @@ def test_search_is_exact_for_every_batch_size(n_queries):
 def test_blas_switch_restores_faiss_threshold_even_on_error():
     import faiss
 
-    from satnb.knn import BLAS_MIN_QUERIES, _faiss_blas
+    from satnb.knn.classifier import BLAS_MIN_QUERIES, _faiss_blas
 
     before = faiss.cvar.distance_compute_blas_threshold
     reservoir = faiss.cvar.distance_compute_min_k_reservoir
@@ -234,7 +234,7 @@ def test_blas_switch_restores_faiss_threshold_even_on_error():
 
 def test_torch_backend_matches_faiss_on_the_same_features():
     """The GPU path's search (matrix product + top-k) gives the faiss path's neighbours, votes and guides."""
-    from satnb.knn import guide_groups
+    from satnb.knn.classifier import guide_groups
 
     g = torch.Generator().manual_seed(0)
     lib, labels = torch.randn(3000, 32, generator=g), torch.randint(0, 10, (3000,), generator=g)

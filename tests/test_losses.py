@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms.v2 import functional as TF
 
-from satnb.augment import (
+from satnb.nets.amdim import AMDIMEncoder
+from satnb.nets.augment import (
     BatchAugment,
     _adjust_hue,
     amdim_augment,
@@ -21,8 +22,9 @@ from satnb.augment import (
     simclr_augment,
     supervised_augment,
 )
-from satnb.losses import AMDIMLoss, NPIDMemoryBank, NTXentLoss, amdim_nce, tanh_clip
-from satnb.models import AMDIMEncoder, ProjectionModel, SmallConvNet
+from satnb.nets.convnets import SmallConvNet
+from satnb.nets.losses import AMDIMLoss, NPIDMemoryBank, NTXentLoss, amdim_nce, tanh_clip
+from satnb.nets.models import ProjectionModel
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,4 @@
-"""Tests for satnb.mi: bounds, critics, the contrast loss and the correlated-Gaussian checks."""
+"""Tests for satnb.nets.mi: bounds, critics, the contrast loss and the correlated-Gaussian checks."""
 
 import math
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from satnb import mi
-from satnb.config import ConfigError
+from satnb.core.config import ConfigError
+from satnb.nets import mi
 
 
 def gaussian_log_ratio(x: torch.Tensor, y: torch.Tensor, rho: float) -> torch.Tensor:
@@ -182,12 +182,13 @@ def test_staircase_table_and_infonce_rises_with_level():
         (dict(x=torch.zeros(20, 2, 2), y=torch.zeros(20, 2)), r"x must be 2-D.*reshape"),
         (dict(x=torch.zeros(20), y=torch.zeros(20, 2)), "x must be 2-D"),
         (dict(x=torch.zeros(20, 2), y=torch.zeros(20, 2), holdout=1.0), "holdout"),
+        (dict(x=torch.zeros(20, 2), y=torch.zeros(20, 2), steps=0), "steps must be an integer >= 1, got 0"),
     ],
 )
 def test_estimate_mi_rejects_bad_input(kwargs, match):
-    kwargs.setdefault("batch_size", 4)
+    kwargs = {"batch_size": 4, "steps": 1, **kwargs}
     with pytest.raises(ValueError, match=match):
-        mi.estimate_mi(steps=1, progress=False, **kwargs)
+        mi.estimate_mi(progress=False, **kwargs)
 
 
 def test_bounds_reject_non_square_scores():

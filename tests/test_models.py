@@ -3,24 +3,18 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
 from torch import nn
 
-from satnb.models import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    AMDIMEncoder,
-    Classifier,
-    MLPHead,
-    Normalize,
-    ProjectionModel,
-    ResNet18,
-    SmallConvNet,
-    build_encoder,
-    count_parameters,
-)
+from satnb.core.datasets import CIFAR10_MEAN, CIFAR10_STD
+from satnb.nets.amdim import AMDIMEncoder
+from satnb.nets.convnets import ResNet18, SmallConvNet
+from satnb.nets.encoders import build_encoder, count_parameters
+from satnb.nets.models import Classifier, MLPHead, ProjectionModel
+from satnb.nets.normalize import Normalize
 
 SMALL_AMDIM = {"ndf": 16, "n_rkhs": 64, "n_depth": 1}
 
@@ -51,6 +45,20 @@ def test_normalize_buffers_and_values():
         Normalize((0.5, 0.5), (0.2,))
     with pytest.raises(ValueError):
         Normalize((0.5,), (0.0,))
+
+
+@pytest.mark.parametrize("name", ["convnet32", "resnet18_32", "amdim32"])
+def test_rgb_encoders_and_cifar10_training_normalise_with_cifar10s_statistics(name):
+    """One set of CIFAR-10 statistics: the encoders' default and what training on CIFAR-10 uses."""
+    from satnb.core.datasets import load_digits
+    from satnb.nets.pretrain import channel_stats
+
+    published = ((0.4914, 0.4824, 0.4467), (0.2471, 0.2435, 0.2616))  # (125.3, 123.0, 113.9) / 255 and std
+    norm = ENCODERS[name][0]().normalize
+    for ours, ref in zip((norm.mean, norm.std), published):
+        torch.testing.assert_close(ours.flatten(), torch.tensor(ref), atol=1e-4, rtol=0)
+    cifar10 = dataclasses.replace(load_digits().subset(40, 10), name="cifar10")
+    assert channel_stats(cifar10) == (CIFAR10_MEAN, CIFAR10_STD)
 
 
 def test_normalize_rejects_wrong_channel_count():

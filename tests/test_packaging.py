@@ -96,7 +96,7 @@ def test_ci_calls_the_readme_test_command():
 def test_reference_run_script_names_real_stages_and_logs_times():
     import re
 
-    from satnb.results import ALL_STAGES
+    from satnb.experiment.run import ALL_STAGES
 
     text = (ROOT / "scripts" / "reference_run.sh").read_text()
     stages = re.search(r"\$\{STAGES:-([a-z ]+)\}", text).group(1).split()

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from satnb.performance import Benchmarks, find_results, fmt, verdict
+from satnb.report.performance import Benchmarks, find_results, fmt, verdict
 
 
 def test_formatting_rules():

@@ -1,4 +1,4 @@
-"""Mixed precision (bf16 autocast, SATNB_PRECISION) and the learning-rate schedules of the training recipes."""
+"""Mixed precision (bf16 autocast, decided once per process) and the learning-rate schedules of the recipes."""
 
 import math
 
@@ -6,48 +6,101 @@ import numpy as np
 import pytest
 import torch
 
-from satnb import stats
-from satnb.config import ConfigError, TrainSettings, get_precision, get_profile, scheduled_lr, set_precision
-from satnb.data import load_dataset, profile_subset
-from satnb.evaluate import evaluate
-from satnb.features import build_library, extract_features
-from satnb.models import AMDIMEncoder, Classifier, ResNet18, SmallConvNet
-from satnb.pretrain import train
-from satnb.store import Store
+from satnb.core import config, stats
+from satnb.core.config import ConfigError, TrainSettings, get_precision, get_profile, scheduled_lr, set_precision
+from satnb.core.dataset import profile_subset
+from satnb.core.datasets import load_dataset
+from satnb.core.store import Store
+from satnb.experiment.session import start
+from satnb.knn.features import build_library, extract_features
+from satnb.nets.amdim import AMDIMEncoder
+from satnb.nets.convnets import ResNet18, SmallConvNet
+from satnb.nets.models import Classifier
+from satnb.nets.pretrain import train
+from satnb.protocol.evaluate import evaluate
 
 
 @pytest.fixture(autouse=True)
-def _default_precision(monkeypatch):
+def _bf16(monkeypatch):
+    """Each test starts at the default precision; the process's own comes back afterwards."""
+    monkeypatch.setattr(config, "_PRECISION", ["bf16"])
+
+
+@pytest.fixture
+def new_process(monkeypatch):
+    """A process whose precision is not decided yet (the first `get_precision` reads SATNB_PRECISION)."""
+    monkeypatch.setattr(config, "_PRECISION", [])
     monkeypatch.delenv("SATNB_PRECISION", raising=False)
+    return monkeypatch
 
 
-def test_default_is_bf16_and_fp32_turns_it_off(monkeypatch):
+def _conv_dtypes(encoder: torch.nn.Module) -> list[torch.dtype]:
+    """The dtypes the encoder's first convolution computes in, one per forward pass from now on."""
+    seen: list[torch.dtype] = []
+    conv = next(m for m in encoder.modules() if isinstance(m, torch.nn.Conv2d))
+    conv.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    return seen
+
+
+def test_default_is_bf16_and_the_environment_is_read_once(new_process):
     assert get_precision() == "bf16"
-    monkeypatch.setenv("SATNB_PRECISION", "FP32")
+    new_process.setenv("SATNB_PRECISION", "fp32")
+    assert get_precision() == "bf16"  # decided already: a running process keeps its precision
+    new_process.setattr(config, "_PRECISION", [])
+    new_process.setenv("SATNB_PRECISION", " FP32 ")
     assert get_precision() == "fp32"
     assert set_precision("bf16") == "bf16" and get_precision() == "bf16"
 
 
 @pytest.mark.parametrize("bad", ["fp16", "half", ""])
-def test_unknown_precision_names_the_fix(monkeypatch, bad):
-    monkeypatch.setenv("SATNB_PRECISION", bad)
+def test_unknown_precision_names_the_fix(new_process, bad):
+    new_process.setenv("SATNB_PRECISION", bad)
     with pytest.raises(ConfigError, match="bf16 or fp32"):
         get_precision()
     with pytest.raises(ConfigError, match="fp32 turns mixed precision off"):
         set_precision(bad)
 
 
+@pytest.mark.parametrize("precision, dtype", [("fp32", torch.float32), ("bf16", torch.bfloat16)])
+def test_the_session_sets_the_precision_the_forward_pass_uses(new_process, tmp_path, precision, dtype):
+    other = "bf16" if precision == "fp32" else "fp32"
+    new_process.setenv("SATNB_PRECISION", other)  # the argument wins over the environment
+    assert start("smoke", precision=precision, store=Store(tmp_path)).precision == precision
+    encoder = SmallConvNet((8, 16)).eval()
+    seen = _conv_dtypes(encoder)
+    with torch.no_grad():
+        encoder.features(torch.rand(2, 3, 32, 32))
+        new_process.setenv("SATNB_PRECISION", other)  # after start-up the environment changes nothing
+        encoder.features(torch.rand(2, 3, 32, 32))
+    assert seen == [dtype, dtype]
+
+
+def test_the_session_takes_the_environment_at_start_up(new_process, tmp_path):
+    new_process.setenv("SATNB_PRECISION", "fp32")
+    assert start("smoke", store=Store(tmp_path)).precision == "fp32" == get_precision()
+    new_process.setenv("SATNB_PRECISION", "bf16")
+    assert start("smoke", store=Store(tmp_path)).precision == "fp32"
+
+
+@pytest.mark.parametrize("has_bf16", [False, True])
+def test_a_cuda_device_without_bf16_computes_in_float32(monkeypatch, has_bf16):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: has_bf16)
+    assert config.effective_precision("cuda") == ("bf16" if has_bf16 else "fp32")
+    assert config.effective_precision("cuda:0") == ("bf16" if has_bf16 else "fp32")
+    assert config.effective_precision("cpu") == "bf16" and config.effective_precision("mps") == "fp32"
+    set_precision("fp32")
+    assert config.effective_precision("cuda") == config.effective_precision("cpu") == "fp32"
+
+
 @pytest.mark.parametrize("encoder", [SmallConvNet((8, 16)), ResNet18(widths=(8, 8, 16, 16)),
                                      AMDIMEncoder(ndf=8, n_rkhs=16, n_depth=1)])
-def test_encoders_compute_in_bf16_and_return_float32(monkeypatch, encoder):
+def test_encoders_compute_in_bf16_and_return_float32(encoder):
     x = torch.rand(4, 3, 32, 32)
     encoder.eval()
-    seen = []
-    conv = next(m for m in encoder.modules() if isinstance(m, torch.nn.Conv2d))
-    conv.register_forward_hook(lambda mod, inp, out: seen.append(out.dtype))
+    seen = _conv_dtypes(encoder)
     with torch.no_grad():
         f_bf16 = encoder.features(x)
-        monkeypatch.setenv("SATNB_PRECISION", "fp32")
+        set_precision("fp32")
         f_fp32 = encoder.features(x)
     assert seen == [torch.bfloat16, torch.float32]
     assert f_bf16.dtype == f_fp32.dtype == torch.float32
@@ -65,12 +118,14 @@ def test_gradients_reach_the_input_in_float32():
     assert g.dtype == torch.float32 and torch.isfinite(g).all() and g.abs().sum() > 0
 
 
-def test_precision_is_part_of_every_cache_key(tmp_path, monkeypatch):
+def test_precision_is_part_of_every_cache_key(tmp_path):
     store = Store(tmp_path)
-    a = store.artifact("train-sup", {"x": 1}, "data", code="satnb.pretrain")
-    monkeypatch.setenv("SATNB_PRECISION", "fp32")
-    b = store.artifact("train-sup", {"x": 1}, "data", code="satnb.pretrain")
+    a = store.artifact("train-sup", {"x": 1}, "data", code="satnb.nets.pretrain:train")
+    set_precision("fp32")
+    b = store.artifact("train-sup", {"x": 1}, "data", code="satnb.nets.pretrain:train")
+    set_precision("bf16")
     assert a.key != b.key
+    assert store.artifact("train-sup", {"x": 1}, "data", code="satnb.nets.pretrain:train").key == a.key
 
 
 @pytest.mark.slow
@@ -85,10 +140,10 @@ def test_bf16_and_fp32_agree_on_a_trained_smoke_model(shared_data, tmp_path, mon
     model = train("sup", data, settings, Store(tmp_path), seed=0, progress=False).model
     out = {}
     for precision in ("fp32", "bf16"):
-        monkeypatch.setenv("SATNB_PRECISION", precision)
-        knn = build_library(model, data.x_train, data.y_train, k=profile.k, n_classes=10)
+        set_precision(precision)
+        knn = build_library(model, data.x_train, data.y_train, k=profile.protocol.k, n_classes=10)
         pred = knn.predict(extract_features(model, data.x_test)).numpy()
-        out[precision] = (pred, evaluate(model, knn, data.x_test, data.y_test, profile, optimization=False,
+        out[precision] = (pred, evaluate(model, knn, data.x_test, data.y_test, profile.protocol, optimization=False,
                                          progress=False))
     (p32, e32), (p16, e16) = out["fp32"], out["bf16"]
     assert (p32 == data.y_test).mean() > 0.2  # a model that learned something (chance: 0.1)
@@ -164,8 +219,8 @@ def test_training_follows_the_schedule_and_label_smoothing_matters(tmp_path):
 
 
 def test_batches_from_device_resident_uint8_match_to_tensor():
-    from satnb.data import to_tensor
-    from satnb.pretrain import batch_images
+    from satnb.core.images import to_tensor
+    from satnb.nets.pretrain import batch_images
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
@@ -177,7 +232,7 @@ def test_batches_from_device_resident_uint8_match_to_tensor():
 
 def test_features_of_uint8_arrays_equal_those_of_float_tensors():
     """The device path (uint8 to the device, float there) changes no number on the CPU."""
-    from satnb.data import to_tensor
+    from satnb.core.images import to_tensor
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)

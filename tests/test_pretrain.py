@@ -1,11 +1,14 @@
+import math
+
 import numpy as np
 import pytest
 import torch
 
-from satnb.config import ConfigError, TrainSettings
-from satnb.data import load_digits
-from satnb.pretrain import build_model, train
-from satnb.store import Store
+from satnb.core.config import BaselineSettings, ConfigError, SATSettings, TrainSettings
+from satnb.core.datasets import load_digits
+from satnb.core.store import Store
+from satnb.nets.optim import build_optimizer, schedule
+from satnb.nets.pretrain import build_model, train
 
 TINY = {"convnet": {"widths": (8, 16)}, "amdim": {"ndf": 8, "n_rkhs": 32, "n_depth": 1}}
 
@@ -79,3 +82,28 @@ def test_unlabelled_methods_never_read_labels(tmp_path, data):
     b = train("simclr", shuffled, _settings("simclr", 1), Store(tmp_path / "b"), seed=0, progress=False)
     for x, y in zip(a.model.state_dict().values(), b.model.state_dict().values()):
         assert torch.equal(x, y)
+
+
+def test_one_optimiser_builder_for_pretraining_and_fine_tuning():
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    sgd = build_optimizer(TrainSettings("convnet", 1, 8, 0.1, optimizer="sgd", weight_decay=1e-4), params)
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] and sgd.defaults["momentum"] == 0.9
+    assert sgd.defaults["lr"] == 0.1 and sgd.defaults["weight_decay"] == 1e-4
+    adamw = build_optimizer(TrainSettings("convnet", 1, 8, 1e-3, optimizer="adamw"), params)
+    assert type(adamw) is torch.optim.AdamW and adamw.defaults["betas"] == (0.9, 0.999)
+    assert adamw.defaults["weight_decay"] == 0.0  # the settings', not AdamW's own default of 0.01
+    sat = build_optimizer(SATSettings(iterations=1, lr=1e-4, betas=(0.8, 0.999), weight_decay=1e-5), params)
+    assert type(sat) is torch.optim.Adam and sat.defaults["betas"] == (0.8, 0.999)
+    assert sat.defaults["weight_decay"] == 1e-5
+    assert isinstance(build_optimizer(BaselineSettings(optimizer="sgd"), params), torch.optim.SGD)
+
+
+def test_schedule_sets_every_group_to_the_warm_up_then_cosine_rate():
+    opt = torch.optim.SGD([{"params": [torch.nn.Parameter(torch.zeros(1))]},
+                           {"params": [torch.nn.Parameter(torch.zeros(1))]}], lr=1.0)
+    settings = BaselineSettings(epochs=2, lr=1.0, schedule="cosine", warmup_epochs=0.5)
+    # 4 steps per epoch: 2 warm-up steps, then a cosine from 1 to 0 over the other 6
+    expected = [0.5, 1.0] + [0.5 * (1 + math.cos(math.pi * i / 6)) for i in range(6)]
+    for step, lr in enumerate(expected):
+        assert schedule(opt, settings, step, 4) == pytest.approx(lr)
+        assert [g["lr"] for g in opt.param_groups] == pytest.approx([lr, lr])

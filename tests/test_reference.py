@@ -1,5 +1,6 @@
 """The committed reference run beside this build: loading it (current, stale, old, absent), tables and curves."""
 
+import dataclasses
 import json
 import math
 
@@ -8,9 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from satnb import plots, tables
-from satnb.fingerprint import stage_fingerprints
-from satnb.results import results_dir
+from satnb.core.identity import ModelId
+from satnb.experiment.run import stage_fingerprints
+from satnb.report import cells, fine_tuning, plots, pretraining, record, reference, table1, tables
+from satnb.report.record import results_dir
 
 matplotlib.use("Agg")
 
@@ -88,7 +90,7 @@ def _write(folder, res, name="cpu-cifar10.json"):
 
 
 def test_current_reference_run(tmp_path):
-    ref = tables.reference_run(directory=_write(tmp_path, _run()))
+    ref = reference.reference_run(directory=_write(tmp_path, _run()))
     assert ref.available and ref.current and ref.state == "current" and ref.stale == {}
     assert "is current" in ref.sentence() and "results/cpu-cifar10.json" in ref.sentence()
     assert ref.heading == "reference run (cpu, 10,000 test images, N = 1,000)"
@@ -96,126 +98,129 @@ def test_current_reference_run(tmp_path):
 
 
 def test_stale_reference_run_says_which_stage(tmp_path):
-    ref = tables.reference_run(directory=_write(tmp_path, _run(current=False)))
+    ref = reference.reference_run(directory=_write(tmp_path, _run(current=False)))
     assert ref.available and not ref.current and ref.state == "stale" and "train" in ref.stale
     assert "is stale (train:" in ref.sentence() and "python -m satnb run --profile cpu" in ref.sentence()
     assert ref.heading.endswith("stale)")
 
 
 def test_old_format_reference_run_is_stale_and_still_usable(tmp_path):
-    ref = tables.reference_run(directory=_write(tmp_path, _old_run()))
+    ref = reference.reference_run(directory=_write(tmp_path, _old_run()))
     assert ref.state == "stale" and "all" in ref.stale
     ev = ref.evaluation()
     # no encoder recorded: named from the settings, the SAT and baseline models from their seeds
     assert ev["amdim"]["encoder"] == "AMDIM ndf 32 depth 1 (from settings)"
     assert ev["sat-amdim"]["encoder"] == ev["amdim"]["encoder"]
     assert ev["at"]["encoder"] == "convnet (from settings)"
-    assert tables.result_curves(ref.res) == {}
-    assert tables.curve_frame({"ref": tables.result_curves(ref.res)}).empty
-    assert ref.res.get("sat_refresh") is None and tables.refresh_table({"ref": None}).empty
+    assert record.result_curves(ref.res) == {}
+    assert pretraining.curve_frame({"ref": record.result_curves(ref.res)}).empty
+    assert ref.res.get("sat_refresh") is None and fine_tuning.refresh_table({"ref": None}).empty
 
 
 @pytest.mark.parametrize("content", [None, "{not json", json.dumps([1, 2]), json.dumps({"profile": "cpu"})])
 def test_absent_or_unreadable_reference_run_never_raises(tmp_path, content):
     if content is not None:
         (tmp_path / "cpu-cifar10.json").write_text(content)
-    ref = tables.reference_run(directory=tmp_path)
+    ref = reference.reference_run(directory=tmp_path)
     assert not ref.available and not ref.current and ref.evaluation() == {}
     assert ref.state == ("absent" if content is None else "unreadable")
     text = ref.sentence()
     assert "only this build's numbers are shown" in text and str(tmp_path) not in text
     assert ref.heading == f"reference run ({ref.state})"
-    assert tables.beside({"this build": {"amdim": _record(0.5, 0.5)}, ref.heading: ref.evaluation()},
+    assert reference.beside({"this build": {"amdim": _record(0.5, 0.5)}, ref.heading: ref.evaluation()},
                          ["amdim"]).index.get_level_values("run").tolist() == ["this build"]
 
 
 def test_reference_run_from_records_already_read():
-    ref = tables.reference_run(runs={"cpu-cifar10.json": _run(), "quick-cifar10.json": _run("quick")})
+    ref = reference.reference_run(runs={"cpu-cifar10.json": _run(), "quick-cifar10.json": _run("quick")})
     assert ref.current and ref.res["profile"] == "cpu"
-    assert tables.reference_run("stl10", runs={"cpu-cifar10.json": _run()}).state == "absent"
+    assert reference.reference_run("stl10", runs={"cpu-cifar10.json": _run()}).state == "absent"
 
 
 # ----------------------------------------------------------------------------- tables beside each other
 
 
 def test_beside_takes_each_number_from_its_own_run(tmp_path):
-    ref = tables.reference_run(directory=_write(tmp_path, _run(amdim=0.71, sup=0.82)))
+    ref = reference.reference_run(directory=_write(tmp_path, _run(amdim=0.71, sup=0.82)))
     this = _run("quick", amdim=0.41, sup=0.55, n=200, n_test=1000)["evaluation"]["pixel"]
-    this_heading = tables.run_heading("this build", "quick", this)
+    this_heading = reference.run_heading("this build", "quick", this)
     assert this_heading == "this build (quick, 1,000 test images, N = 200)"
-    t = tables.beside({this_heading: this, ref.heading: ref.evaluation()}, ["amdim", "sup", "npid"])
+    t = reference.beside({this_heading: this, ref.heading: ref.evaluation()}, ["amdim", "sup", "npid"])
     assert t.loc[("SSL (AMDIM)", this_heading), "ACC"] == 0.41
     assert t.loc[("SSL (AMDIM)", ref.heading), "ACC"] == 0.71
     assert t.loc[("SUP", ref.heading), "ACC"] == 0.82 and t.loc[("SUP", this_heading), "N"] == 200
     assert t.loc[("SUP", ref.heading), "ACC lo"] == pytest.approx(0.80)
     assert t.loc[("SUP", ref.heading), "encoder"] == AMDIM_ENC
     assert "SSL (NPID)" not in t.index.get_level_values("model")  # evaluated by neither run: no row
-    shown = tables.show_beside(t)
+    shown = reference.show_beside(t)
     assert shown.loc[("SSL (AMDIM)", ref.heading), "ACC"] == "71.0% [69.0%, 73.0%]"
     assert shown.loc[("SSL (AMDIM)", ref.heading), "DSR large"] == "10.0%"  # no interval recorded
-    assert shown.loc[("SSL (AMDIM)", ref.heading), "robust large"] == tables.MISSING
+    assert shown.loc[("SSL (AMDIM)", ref.heading), "robust large"] == record.MISSING
     assert shown.loc[("SSL (AMDIM)", ref.heading), "N"] == "1,000"
     assert list(shown.columns[:2]) == ["encoder", "ACC"]
 
 
 def test_with_intervals_never_prints_nan():
     t = pd.DataFrame({"ACC": [0.5, np.nan], "ACC lo": [0.4, np.nan], "ACC hi": [0.6, np.nan]}, index=["a", "b"])
-    assert tables.with_intervals(t, ["ACC"])["ACC"].tolist() == ["50.0% [40.0%, 60.0%]", tables.MISSING]
+    assert cells.with_intervals(t, ["ACC"])["ACC"].tolist() == ["50.0% [40.0%, 60.0%]", record.MISSING]
 
 
 def test_training_records_and_knn_curves():
     res = _run()
-    recs = tables.training_records(res)
+    recs = pretraining.training_records(res)
     assert recs["amdim"]["encoder"] == AMDIM_ENC and recs["amdim"]["minutes"] == 10.0
     assert recs["amdim"]["kNN accuracy"] == 0.7 and recs["amdim"]["curve points"] == 2
     assert recs["amdim"]["kNN accuracy lo"] < 0.7 < recs["amdim"]["kNN accuracy hi"]
-    assert tables.training_records(res, acc={"amdim": 0.65})["amdim"]["kNN accuracy"] == 0.65
-    old = tables.training_records(_old_run())
+    assert pretraining.training_records(res, acc={"amdim": 0.65})["amdim"]["kNN accuracy"] == 0.65
+    old = pretraining.training_records(_old_run())
     assert old["amdim"]["kNN accuracy"] == 0.59 and old["amdim"]["curve points"] == 0  # from the evaluation
-    table = tables.training_beside({"this build": recs, "reference run": old})
+    table = pretraining.training_beside({"this build": recs, "reference run": old})
     assert table.index.tolist()[:2] == [("SSL (AMDIM)", "this build"), ("SSL (AMDIM)", "reference run")]
 
     # this build's history (pipe.entry(m).history): epochs without a kNN point count towards the minutes
     history = [{"epoch": 1, "loss": 2.0, "seconds": 30.0}, {"epoch": 2, "loss": 1.5, "seconds": 30.0, "knn_acc": 0.4}]
-    frame = tables.curve_frame({"this build": {"amdim": history}, "reference run": tables.result_curves(res)})
+    frame = pretraining.curve_frame({"this build": {"amdim": history}, "reference run": record.result_curves(res)})
     row = frame[frame["run"] == "this build"].iloc[0]
     assert (row["epoch"], row["minutes"], row["kNN accuracy"]) == (2, 1.0, 0.4)
     ref_rows = frame[(frame["run"] == "reference run") & (frame["model"] == "SUP")]
     assert ref_rows["kNN accuracy"].tolist() == [0.6, 0.8] and ref_rows["minutes"].tolist() == [1.0, 2.0]
     assert plots.knn_curves(frame) is not None
-    assert plots.knn_curves(tables.curve_frame({"smoke": {"amdim": history[:1]}})) is not None  # nothing to draw
+    assert plots.knn_curves(pretraining.curve_frame({"smoke": {"amdim": history[:1]}})) is not None  # nothing to draw
 
 
 def test_accuracy_trend_rule():
     # half-width of a 95% Wilson interval at 60% on 1,000 images is about 3 points
-    half = tables.accuracy_trend([{"epoch": 0, "acc": 0.8}, {"epoch": 1, "acc": 0.6}], 1000)["half-width"]
+    half = fine_tuning.accuracy_trend([{"epoch": 0, "acc": 0.8}, {"epoch": 1, "acc": 0.6}], 1000)["half-width"]
     assert 0.025 < half < 0.035
-    trend = lambda a, b, n=1000: tables.accuracy_trend([{"epoch": 1, "acc": a}, {"epoch": 2, "acc": b}], n)["trend"]  # noqa: E731
+
+    def trend(a, b, n=1000):
+        return fine_tuning.accuracy_trend([{"epoch": 1, "acc": a}, {"epoch": 2, "acc": b}], n)["trend"]
+
     assert trend(0.70, 0.60) == "still falling"
     assert trend(0.61, 0.60) == "stopped falling"
     assert trend(0.50, 0.60) == "still rising"
     assert trend(0.61, 0.60, n=100_000) == "still falling"  # the same drop is significant on more images
-    assert tables.accuracy_trend([{"epoch": 0, "acc": 0.8}], 1000)["trend"].startswith("not measured")
-    runs = {"this build": tables.fine_tuning_trajectories(_run()), "reference run": tables.fine_tuning_trajectories(
+    assert fine_tuning.accuracy_trend([{"epoch": 0, "acc": 0.8}], 1000)["trend"].startswith("not measured")
+    runs = {"this build": record.fine_tuning_trajectories(_run()), "reference run": record.fine_tuning_trajectories(
         _old_run())}
-    t = tables.accuracy_trends(runs, {"this build": 1000, "reference run": 2000})
+    t = fine_tuning.accuracy_trends(runs, {"this build": 1000, "reference run": 2000})
     assert t.loc[("AT", "this build"), "trend"] == "stopped falling"  # 0.600 -> 0.595 on 1,000 images
     assert t.loc[("AT", "reference run"), "trend"] == "still falling"
     assert t.loc[("AT", "this build"), "epochs"] == 2
-    frame = tables.trajectory_frame(runs)
+    frame = fine_tuning.trajectory_frame(runs)
     assert len(frame) == 5 and plots.clean_accuracy_curves(frame) is not None
-    assert plots.clean_accuracy_curves(tables.trajectory_frame({})) is not None
+    assert plots.clean_accuracy_curves(fine_tuning.trajectory_frame({})) is not None
 
 
 def test_refresh_check_table_and_sentence():
     check = _run()["sat_refresh"]
-    t = tables.refresh_table({"reference run": check, "this build (smoke)": None})
+    t = fine_tuning.refresh_table({"reference run": check, "this build (smoke)": None})
     assert t.index.tolist() == [("reference run", "1 iteration(s)"), ("reference run", "10 iteration(s)")]
     assert t.loc[("reference run", "10 iteration(s)"), "DSR small"] == "62.0% [57.0%, 67.0%]"
-    text = tables.refresh_sentence(check, "reference run")
+    text = fine_tuning.refresh_sentence(check, "reference run")
     assert "every 10 iterations" in text and "+2.0% [-2.0%, +6.0%]" in text and "5.0x" in text
     assert "inside" in text
-    assert "no refresh check" in tables.refresh_sentence(None, "this build (smoke)")
+    assert "no refresh check" in fine_tuning.refresh_sentence(None, "this build (smoke)")
 
 
 # ----------------------------------------------------------------------------- Table 1: paper | reference | this build
@@ -223,7 +228,7 @@ def test_refresh_check_table_and_sentence():
 
 def test_table1_columns_and_numbers_come_from_the_right_runs():
     ref, this = _run(amdim=0.71, sup=0.82), _run("quick", amdim=0.41, sup=0.55, n=200)
-    t = tables.table1({"reference run (cpu)": ref, "this build (quick)": this})
+    t = table1.table1({"reference run (cpu)": ref, "this build (quick)": this})
     assert list(t.columns) == ["paper (CIFAR-10, N = 1,000)", "reference run (cpu)", "this build (quick)"]
     assert t.loc[("SUP", "ACC"), "paper (CIFAR-10, N = 1,000)"] == "92.02%"
     assert t.loc[("SUP", "ACC"), "reference run (cpu)"] == "82.0% [80.0%, 84.0%]"
@@ -242,21 +247,23 @@ def test_table1_columns_and_numbers_come_from_the_right_runs():
 
 def test_table1_compares_only_models_of_the_same_encoder():
     other = _run(sup_encoder="ResNet-18")
-    t = tables.table1({"reference run": other})
+    t = table1.table1({"reference run": other})
     assert t.loc[("SSL (AMDIM) - SUP", "same encoder?"), "reference run"].startswith("no: SUP runs on ResNet-18")
     assert t.loc[("SSL (AMDIM) - SUP", "DSR small"), "reference run"] == "not compared (encoders differ)"
     assert t.loc[("SUP", "encoder"), "reference run"] == "ResNet-18"
-    # a supervised twin on AMDIM's encoder is the one compared with
-    other["evaluation"]["pixel"]["sup-amdim-ndf32"] = _record(0.75, 0.1, encoder=AMDIM_ENC)
-    t = tables.table1({"reference run": other})
+    # a supervised twin on AMDIM's encoder is the one compared with (named by the record's "models" entry)
+    twin = ModelId.pretrained("sup", twin="amdim-ndf32")
+    other["models"] = {m.name: dataclasses.asdict(m) for m in (*map(ModelId.pretrained, ("amdim", "sup")), twin)}
+    other["evaluation"]["pixel"][twin.name] = _record(0.75, 0.1, encoder=AMDIM_ENC)
+    t = table1.table1({"reference run": other})
     assert t.loc[("SUP", "ACC"), "reference run"].startswith("75.0%")
     assert t.loc[("SUP", "encoder"), "reference run"] == f"{AMDIM_ENC} (SUP (amdim-ndf32 twin))"
     assert t.loc[("SSL (AMDIM) - SUP", "ACC"), "reference run"] == "-5.0 points"
     # an old file: encoders from the settings (SUP on a convnet), so nothing is compared; no interval, no crash
-    t = tables.table1({"old": _old_run(), "STL-10 run": {**_run(), "dataset": {"dataset": "stl10"}}})
+    t = table1.table1({"old": _old_run(), "STL-10 run": {**_run(), "dataset": {"dataset": "stl10"}}})
     assert list(t.columns) == ["paper (CIFAR-10, N = 1,000)", "old"]
     assert t.loc[("SSL (AMDIM) - SUP", "ACC"), "old"] == "not compared (encoders differ)"
-    assert t.loc[("SUP", "ACC"), "old"] == "71.0%" and t.loc[("SUP", "robust small"), "old"] == tables.MISSING
+    assert t.loc[("SUP", "ACC"), "old"] == "71.0%" and t.loc[("SUP", "robust small"), "old"] == record.MISSING
 
 
 def test_zoo_table_names_the_encoder():
@@ -273,9 +280,9 @@ def test_zoo_beside_and_a_reference_without_the_zoo(tmp_path):
                                         "gradient (paper)": {"dsr": 0.9, "dsr_ci": [0.8, 1.0], "robust": 0.5,
                                                              "robust_ci": [0.4, 0.6]}}}
                         for s, d in (("small", 0.4), ("large", 0.2))}}
-    old = tables.reference_run(directory=_write(tmp_path, _old_run()))
+    old = reference.reference_run(directory=_write(tmp_path, _old_run()))
     assert old.robustness() == {}
-    t = tables.zoo_beside({"this build": {"amdim": rec}, old.heading: old.robustness()}, ["amdim", "sup"],
+    t = reference.zoo_beside({"this build": {"amdim": rec}, old.heading: old.robustness()}, ["amdim", "sup"],
                           evaluations={"this build": {"amdim": _record(0.5, 0.5)}, old.heading: old.evaluation()})
     assert t.index.tolist() == [("SSL (AMDIM)", "this build")]
     assert t.loc[("SSL (AMDIM)", "this build"), "robust small"] == "20.0% [10.0%, 30.0%]"
@@ -289,13 +296,13 @@ def test_fine_tuning_times_and_mi_along_sat():
                             "trajectory": [{"iteration": 0, "mi_estimate": None},
                                            {"iteration": 50, "mi_estimate": 1.5},
                                            {"iteration": 150, "mi_estimate": 4.2}]}}
-    recs = tables.fine_tuning_records(res)
+    recs = record.fine_tuning_records(res)
     assert set(recs) == {"sat-amdim", "at"} and recs["sat-amdim"]["encoder"].startswith("AMDIM ndf 32")
-    t = tables.fine_tuning_table({"reference run": recs, "this build": {"at": {"train_seconds": 2.0,
+    t = fine_tuning.fine_tuning_table({"reference run": recs, "this build": {"at": {"train_seconds": 2.0,
                                                                                 "encoder": AMDIM_ENC}}})
     assert t.loc[("AT", "this build"), "fine-tuning s"] == 2.0 and t.loc[("AT", "reference run"), "fine-tuning s"] == 5
     assert t.loc[("AT", "this build"), "encoder"] == AMDIM_ENC
-    mi = tables.mi_along_sat({"reference run": res["sat"]["amdim"]["trajectory"], "smoke": []},
+    mi = fine_tuning.mi_along_sat({"reference run": res["sat"]["amdim"]["trajectory"], "smoke": []},
                              {"reference run": 100, "smoke": 50})
     assert mi.loc["reference run", "MI estimate, last point (nats)"] == 4.2
     assert mi.loc["reference run", "last / ceiling"] == pytest.approx(4.2 / math.log(100))
@@ -303,34 +310,35 @@ def test_fine_tuning_times_and_mi_along_sat():
 
 
 def test_run_heading_without_evaluations():
-    assert tables.run_heading("this build", "smoke", {}, n_test=500) == "this build (smoke, 500 test images)"
-    assert tables.run_heading("this build", "smoke", {}) == "this build (smoke)"
+    assert reference.run_heading("this build", "smoke", {}, n_test=500) == "this build (smoke, 500 test images)"
+    assert reference.run_heading("this build", "smoke", {}) == "this build (smoke)"
 
 
 def test_gaps_compare_only_models_of_one_encoder():
     this = _run("quick", amdim=0.41, sup=0.55, n=200)["evaluation"]["pixel"]
     other = _run(sup_encoder="ResNet-18")["evaluation"]["pixel"]
-    t = tables.beside({"this build": this, "other": other}, ["amdim", "sup"])
-    g = tables.gaps(t, "SSL (AMDIM)", "SUP", ["ACC", "DSR small"])
+    t = reference.beside({"this build": this, "other": other}, ["amdim", "sup"])
+    g = reference.gaps(t, "SSL (AMDIM)", "SUP", ["ACC", "DSR small"])
     assert g.loc["this build", "ACC: SSL (AMDIM) - SUP"] == pytest.approx(0.41 - 0.55)
     assert g.loc["this build", "encoder"] == AMDIM_ENC
     assert math.isnan(g.loc["other", "DSR small: SSL (AMDIM) - SUP"])
     assert g.loc["other", "encoder"].startswith("not compared")
-    assert tables.gaps(pd.DataFrame(), "a", "b", ["ACC"]).empty
+    assert reference.gaps(pd.DataFrame(), "a", "b", ["ACC"]).empty
 
 
 def test_curve_summary_and_encoders_in_every_table():
-    frame = tables.curve_frame({"ref": tables.result_curves(_run())})
-    s = tables.curve_summary(frame)
+    frame = pretraining.curve_frame({"ref": record.result_curves(_run())})
+    s = pretraining.curve_summary(frame)
     assert s.loc[("SUP", "ref"), "final kNN accuracy"] == 0.8
     assert s.loc[("SUP", "ref"), "last change"] == pytest.approx(0.2)
     assert s.loc[("SUP", "ref"), "epochs between them"] == 5
     ev = {"ref": _run()["evaluation"]["pixel"]}
-    trends = tables.accuracy_trends({"ref": tables.fine_tuning_trajectories(_run())}, {"ref": 1000},
+    trends = fine_tuning.accuracy_trends({"ref": record.fine_tuning_trajectories(_run())}, {"ref": 1000},
                                     evaluations={"ref": {"at": _record(0.6, 0.7)}})
     assert trends.loc[("AT", "ref"), "encoder"] == AMDIM_ENC
-    assert tables.refresh_table({"ref": _run()["sat_refresh"]}, evaluations=ev)["encoder"].tolist() == [AMDIM_ENC] * 2
-    mi = tables.mi_along_sat({"ref": []}, {"ref": 100}, evaluations={"ref": {"sat-amdim": _record(0.5, 0.6)}})
+    refresh = fine_tuning.refresh_table({"ref": _run()["sat_refresh"]}, evaluations=ev)
+    assert refresh["encoder"].tolist() == [AMDIM_ENC] * 2
+    mi = fine_tuning.mi_along_sat({"ref": []}, {"ref": 100}, evaluations={"ref": {"sat-amdim": _record(0.5, 0.6)}})
     assert mi.loc["ref", "encoder"] == AMDIM_ENC
 
 
@@ -338,20 +346,20 @@ def test_committed_runs_leave_out_the_reference_and_unreadable_files(tmp_path, m
     _write(tmp_path, _run())
     _write(tmp_path, _run("quick"), "quick-cifar10.json")
     (tmp_path / "broken.json").write_text("{")
-    monkeypatch.setattr(tables, "results_dir", lambda: tmp_path)
-    ref = tables.reference_run()
-    assert ref.current and list(tables.committed_runs(ref)) == ["quick-cifar10.json"]
+    monkeypatch.setattr(reference, "results_dir", lambda: tmp_path)
+    ref = reference.reference_run()
+    assert ref.current and list(reference.committed_runs(ref)) == ["quick-cifar10.json"]
 
     def nowhere():
         raise FileNotFoundError("no results/ folder")
 
-    monkeypatch.setattr(tables, "results_dir", nowhere)  # satnb installed from a wheel: no checkout around it
-    assert tables.reference_run().state == "absent" and tables.committed_runs(ref) == {}
+    monkeypatch.setattr(reference, "results_dir", nowhere)  # satnb installed from a wheel: no checkout around it
+    assert reference.reference_run().state == "absent" and reference.committed_runs(ref) == {}
 
 
 def test_the_repository_reference_run_never_raises():
-    ref = tables.reference_run()  # whatever state results/cpu-cifar10.json is in (current, stale, old or absent)
+    ref = reference.reference_run()  # whatever state results/cpu-cifar10.json is in (current, stale, old or absent)
     text = ref.sentence()
     assert ref.state in ("current", "stale", "absent", "unreadable")
     assert str(results_dir().parent) not in text  # never a path of this machine
-    assert tables.table1({ref.heading: ref.res}).shape[1] == (2 if ref.available else 1)
+    assert table1.table1({ref.heading: ref.res}).shape[1] == (2 if ref.available else 1)

@@ -17,17 +17,19 @@ from pathlib import Path
 import pytest
 import torch
 
-from satnb import mi
-from satnb.adversarial import adversarial_train, sat
 from satnb.attacks import PGD, KNNGradientAttack
-from satnb.config import AttackSettings, BaselineSettings, ConfigError, SATSettings, TrainSettings, get_profile
-from satnb.data import DataError, load_dataset, load_digits
-from satnb.evaluate import evaluate, first_correct
-from satnb.features import build_library
-from satnb.knn import KNN
-from satnb.models import Classifier, SmallConvNet
-from satnb.pretrain import build_model, train
-from satnb.store import ArtifactError, Store
+from satnb.core.config import AttackSettings, BaselineSettings, ConfigError, SATSettings, TrainSettings, get_profile
+from satnb.core.dataset import DataError
+from satnb.core.datasets import load_dataset, load_digits
+from satnb.core.store import ArtifactError, Store
+from satnb.defences import adversarial_train, sat
+from satnb.knn.classifier import KNN
+from satnb.knn.features import build_library
+from satnb.nets import mi
+from satnb.nets.convnets import SmallConvNet
+from satnb.nets.models import Classifier
+from satnb.nets.pretrain import build_model, train
+from satnb.protocol.evaluate import evaluate, first_correct
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {"convnet": {"widths": (8, 16)}, "amdim": {"ndf": 8, "n_rkhs": 32, "n_depth": 1}}
@@ -154,6 +156,22 @@ def test_sat_checkpoint_of_another_architecture(tmp_path, sat_data):
         tiny_sat(x, y, store, iterations=1)
 
 
+def test_final_checkpoint_without_a_valid_result_is_refused(tmp_path, data):
+    store = Store(tmp_path)
+    first = _first_train(data, store)
+    art = first.artifact
+    result = art.result.read_text()
+    art.result.write_text(result.replace('"train_seconds"', '"train_s"'))
+    with pytest.raises(ArtifactError, match="result.json is corrupt \\(it lacks train_seconds\\); delete"):
+        _first_train(data, store)
+    art.result.unlink()
+    with pytest.raises(ArtifactError, match="final.pt has no result beside it; delete .* to recompute it"):
+        _first_train(data, store)
+    art.final.unlink()
+    again = _first_train(data, store)
+    assert not again.cached and same_weights(first.model, again.model)
+
+
 @pytest.mark.parametrize("which, fix", [("final", "recompute"), ("progress", "restart")])
 def test_truncated_checkpoint_is_never_read_back(tmp_path, data, which, fix):
     store = Store(tmp_path)
@@ -240,11 +258,11 @@ _RUNNER = """
 import sys, time
 import torch
 torch.set_num_threads(1)
-from satnb.adversarial import sat
-from satnb.config import AttackSettings, SATSettings, TrainSettings
-from satnb.data import load_digits
-from satnb.pretrain import train
-from satnb.store import Store
+from satnb.defences import sat
+from satnb.core.config import AttackSettings, SATSettings, TrainSettings
+from satnb.core.datasets import load_digits
+from satnb.nets.pretrain import train
+from satnb.core.store import Store
 slow = lambda *args: time.sleep(0.15)  # widens the window for the kill; changes no number
 data = load_digits().subset(64, 30, seed=0)
 store = Store(sys.argv[1])
@@ -327,7 +345,7 @@ def test_evaluation_sat_baseline_and_mi_are_deterministic(tmp_path, data, sat_da
     runs = []
     for name in ("a", "b"):
         knn = build_library(model, data.x_train, data.y_train, k=3)
-        ev = evaluate(model, knn, data.x_test, data.y_test, profile, seed=1, progress=False)
+        ev = evaluate(model, knn, data.x_test, data.y_test, profile.protocol, seed=1, progress=False)
         s = tiny_sat(x, y, Store(tmp_path / name), iterations=2)
         base = adversarial_train(model, "at", x, y, ATTACK, BaselineSettings(batch_size=16),
                                  store=Store(tmp_path / name), seed=2, progress=False)

@@ -5,7 +5,8 @@ import json
 import matplotlib
 import pytest
 
-from satnb import claims, plots, results, tables
+from satnb.report import claims, plots, tables
+from satnb.report import record as results
 
 matplotlib.use("Agg")
 
@@ -61,11 +62,11 @@ def test_figures_build():
 
 
 def test_widget_render(tmp_path):
-    from satnb.config import TrainSettings, get_profile
-    from satnb.data import load_digits
-    from satnb.pipeline import Pipeline
-    from satnb.store import Store
-    from satnb.widgets import AttackExplorer
+    from satnb.core.config import TrainSettings, get_profile
+    from satnb.core.datasets import load_digits
+    from satnb.core.store import Store
+    from satnb.experiment.pipeline import Pipeline
+    from satnb.notebook.widgets import AttackExplorer
 
     data = load_digits().subset(200, 50, seed=0)
     settings = TrainSettings("convnet", epochs=1, batch_size=50, lr=5e-3, encoder_kwargs={"widths": (8, 16)})

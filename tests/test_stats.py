@@ -5,7 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from satnb import claims, stats
+from satnb.core import stats
+from satnb.report import claims
 
 REPS = 2000
 

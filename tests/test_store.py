@@ -1,10 +1,12 @@
 import json
 import pickle
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
 
-from satnb.store import (
+from satnb.core.store import (
     ArtifactError,
     Store,
     atomic_write_bytes,
@@ -13,7 +15,7 @@ from satnb.store import (
     provenance,
 )
 
-CODE = "satnb.knn"  # the module whose code a test stage depends on
+CODE = "satnb.knn.classifier:KNN"  # the definition whose code a test stage depends on ("module:name" or the object)
 
 
 @pytest.fixture
@@ -26,7 +28,8 @@ def test_key_changes_with_settings_data_and_code(store):
     assert base.key == store.artifact("train", {"lr": 1e-3, "epochs": 3}, "data-a", code=CODE).key  # order-free
     assert base.key != store.artifact("train", {"epochs": 4, "lr": 1e-3}, "data-a", code=CODE).key
     assert base.key != store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-b", code=CODE).key
-    assert base.key != store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-a", code="satnb.pretrain").key
+    other = "satnb.nets.pretrain:train"
+    assert base.key != store.artifact("train", {"epochs": 3, "lr": 1e-3}, "data-a", code=other).key
     assert base.key != store.artifact("eval", {"epochs": 3, "lr": 1e-3}, "data-a", code=CODE).key
     assert base.key == Store(store.root).artifact("train", {"epochs": 3, "lr": 1e-3}, "data-a", code=CODE).key
 
@@ -132,3 +135,26 @@ def test_memo_saves_nothing_when_compute_raises(store):
     with pytest.raises(RuntimeError):
         store.memo("study", {"n": 1}, broken, code=CODE)
     assert store.memo("study", {"n": 1}, lambda: 7, code=CODE) == 7
+
+
+def test_a_read_only_stage_folder_is_named_with_the_fix(store, monkeypatch):
+    locked = store.root / "train"
+    locked.mkdir(parents=True)
+    real_mkdir, real_mkstemp = Path.mkdir, tempfile.mkstemp
+
+    def mkdir(self, *args, **kwargs):  # root ignores permission bits: refuse as a read-only folder would
+        if locked in (self, *self.parents):
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    with pytest.raises(ArtifactError, match=f"cannot write to the cache folder {locked} .Permission denied.; make it "
+                                            f"writable .chmod -R u.w {locked}. or set SATNB_CACHE"):
+        store.artifact("train", {"epochs": 1}, code=CODE)
+    art = store.artifact("evaluate", {"k": 1}, code=CODE)
+    monkeypatch.setattr(tempfile, "mkstemp", lambda *a, **k: (_ for _ in ()).throw(
+        PermissionError(13, "Permission denied", k.get("dir"))) if k.get("dir") == art.path else real_mkstemp(*a, **k))
+    with pytest.raises(ArtifactError, match=f"cannot write to the cache folder {art.path.parent}"):
+        store.save_result(art, {"value": 1})
+    with pytest.raises(ArtifactError, match="or set SATNB_CACHE to another folder"):
+        store.save_checkpoint(art, {"w": torch.zeros(1)}, final=True)

@@ -1,0 +1,420 @@
+"""Profiles (every size that matters), environment variables and device choice."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+if TYPE_CHECKING:
+    from satnb.core.identity import ModelId
+
+PROFILE_NAMES = ("smoke", "quick", "cpu", "gpu", "paper")
+PRECISIONS = ("bf16", "fp32")
+DEFAULT_PRECISION = "bf16"
+_PRECISION: list[str] = []  # the process's precision once decided (set_precision, else $SATNB_PRECISION)
+OPTIMIZERS = ("adam", "adamw", "sgd")
+SCHEDULES = ("constant", "cosine", "onecycle")
+DEFAULT_PROFILE = "quick"
+METHODS = ("amdim", "npid", "simclr", "sup")
+
+
+class ConfigError(ValueError):
+    """A setting or input is invalid; the message names the problem and the fix."""
+
+
+def scheduled_lr(lr: float, schedule: str, warmup_steps: float, total_steps: int, step: int) -> float:
+    """Learning rate at optimiser step `step` (0-based): linear warm-up, then constant, cosine or linear to 0."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if schedule == "constant":
+        return lr
+    frac = min(1.0, (step - warmup_steps) / max(1.0, total_steps - warmup_steps))
+    if schedule == "cosine":
+        return lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+    return lr * (1.0 - frac)
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """One gradient-attack setting of the paper: eps-ball radius, step size, iterations."""
+
+    eps: float
+    step: float
+    steps: int
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """How one representation-learning method is trained: encoder, optimiser, schedule, regularisation."""
+
+    encoder: str
+    epochs: int
+    batch_size: int
+    lr: float  # peak learning rate (after warm-up)
+    optimizer: str = "adam"  # "adam", "adamw" or "sgd" (momentum 0.9, Nesterov)
+    encoder_kwargs: dict = field(default_factory=dict)
+    weight_decay: float = 0.0
+    schedule: str = "constant"  # "constant", "cosine" (to 0) or "onecycle" (linear decay to 0), per step
+    warmup_epochs: float = 0.0  # linear warm-up from 0 to lr over this many epochs
+    label_smoothing: float = 0.0  # sup only
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError(f"unknown optimizer {self.optimizer!r}; use one of {', '.join(OPTIMIZERS)}")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be between 0 and epochs={self.epochs}")
+        if not 0 <= self.label_smoothing < 1:
+            raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+
+    def lr_at(self, step: int, steps_per_epoch: int) -> float:
+        """The learning rate of optimiser step `step` (0-based) under the warm-up and schedule."""
+        return scheduled_lr(self.lr, self.schedule, self.warmup_epochs * steps_per_epoch,
+                            self.epochs * steps_per_epoch, step)
+
+
+@dataclass(frozen=True)
+class SATSettings:
+    """Self-supervised adversarial training (Algorithm 1): every setting `adversarial.sat` reads."""
+
+    iterations: int
+    batch_size: int = 100
+    lr: float = 1e-4
+    refresh_every: int = 1  # rebuild the kNN library every this many iterations (authors: 1)
+    eval_every: int = 10
+    objective: str = "heads"  # the paper's phi1/phi2 critic; "amdim": AMDIM's own NCE (authors' code)
+    keep_only_successful: bool = False  # authors' code: True
+    betas: tuple[float, float] = (0.9, 0.999)  # paper: plain Adam; authors' code: (0.8, 0.999)
+    weight_decay: float = 0.0  # authors' code: 1e-5
+    guide: str = "authors"  # guide-group rule of the attacks: "authors" (the authors' code) or "paper"
+    critic_hidden: int = 256  # the separable critic phi1/phi2 of objective="heads"
+    critic_embed: int = 64
+
+
+@dataclass(frozen=True)
+class BaselineSettings:
+    """Supervised adversarial fine-tuning (AT, MAT, ALP) of the SUP model: every setting `adversarial_train` reads."""
+
+    epochs: int = 1
+    batch_size: int = 100
+    lr: float = 1e-3
+    alp_weight: float = 0.5  # ALP's logit-pairing weight (eq. 4)
+    adv_weight: float = 1.0  # weight of the adversarial cross-entropy in MAT and ALP (eq. 3: a plain sum)
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    eval_every_epochs: int = 1
+    schedule: str = "constant"  # "constant", "cosine" or "onecycle" over all fine-tuning steps
+    warmup_epochs: float = 0.0
+    optimizer: str = "adam"  # "adam" (betas above; the paper's) or "sgd" (momentum 0.9, Nesterov)
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ConfigError(f"unknown baseline optimizer {self.optimizer!r}; use 'adam' or 'sgd'")
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"unknown schedule {self.schedule!r}; use one of {', '.join(SCHEDULES)}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            raise ConfigError(f"warmup_epochs={self.warmup_epochs} must be between 0 and epochs={self.epochs}")
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """The paper's evaluation protocol: every setting `protocol.evaluate` reads (the kNN, the images, both attacks)."""
+
+    k: int = 75
+    m: int = 300  # guide samples per group (capped by the library's smallest class: `knn.guide_size`)
+    n_attack: int = 1000  # first N correctly classified test images that are attacked
+    n_attack_opt: int = 1000  # ... of which the optimisation attack takes the first ones
+    small: AttackSettings = AttackSettings(0.03, 0.005, 10)
+    large: AttackSettings = AttackSettings(0.06, 0.005, 20)
+    opt_binary_steps: int = 10
+    opt_steps: int = 100
+    opt_max_const: float = 1e6  # an image never fooled keeps raising c (x10) up to this, past the search steps
+
+
+@dataclass(frozen=True)
+class ZooSettings:
+    """The attack zoo ("Is the robustness real?"): what `protocol.attack_zoo` reads beside the protocol."""
+
+    n_images: int | None = None  # the first this many of the protocol's N attacked images (None: all N)
+    queries: int = 1000  # the black-box attack's query budget per image
+    restarts: int = 3  # random restarts of the stronger gradient attack
+    steps_factor: int = 5  # ... which takes this many times the paper's steps
+
+
+# the groups whose settings `Profile.replace` also takes by their own name (their names are unique)
+NAMED_GROUPS = ("protocol", "zoo")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every size a run depends on, from a CI smoke test to the paper's settings, grouped by what reads them."""
+
+    name: str
+    dataset: str = "cifar10"
+    n_train: int | None = None  # stratified subset of the training split (None: all)
+    n_test: int | None = None  # stratified subset of the test split (None: all)
+    n_library: int | None = None  # images of the train subset that form the kNN library
+    # claim 4's label-scarce regime: only this many images per class carry labels; they form the kNN
+    # library and are all SUP and the supervised baselines see, while SSL and SAT use every image
+    labelled_per_class: int | None = None
+    train: dict[str, TrainSettings] = field(default_factory=dict)
+    protocol: ProtocolSettings = ProtocolSettings()
+    zoo: ZooSettings = ZooSettings()
+    sat: SATSettings = SATSettings(iterations=300)
+    baselines: BaselineSettings = BaselineSettings()
+    mi_steps: int = 300  # critic training steps per level of the MI staircase
+    curve_every: int = 1  # pretraining: kNN test accuracy every this many epochs and at the last (0: never)
+    # SAT iterations of the check that the profile's library refresh period does what refreshing every
+    # iteration (the authors' setting) does (0: no check)
+    refresh_check_iterations: int = 0
+    seed: int = 2019
+    fallback_to_digits: bool = True  # smaller profiles may run on sklearn digits offline
+
+    def replace(self, **changes) -> Profile:
+        """A copy with some settings changed: the profile's own, or a protocol or zoo setting by its name (k=5)."""
+        own = {f.name for f in dataclasses.fields(self)}
+        grouped: dict[str, dict] = {}
+        for key in [k for k in changes if k not in own]:
+            group = next((g for g in NAMED_GROUPS if key in {f.name for f in dataclasses.fields(getattr(self, g))}),
+                         None)
+            if group is None:
+                raise ConfigError(f"unknown profile setting {key!r}; use one of {', '.join(sorted(own))} or a "
+                                  f"setting of {' or '.join(NAMED_GROUPS)}")
+            grouped.setdefault(group, {})[key] = changes.pop(key)
+        for group, values in grouped.items():
+            changes[group] = dataclasses.replace(changes.get(group, getattr(self, group)), **values)
+        return dataclasses.replace(self, **changes)
+
+    def twins(self) -> dict[ModelId, TrainSettings]:
+        """SUP's recipe on each other encoder a self-supervised method uses (the twin's ModelId -> settings).
+
+        SUP (and AT/MAT/ALP from it) share AMDIM's encoder; NPID or SimCLR on another encoder get a
+        supervised twin of that encoder, trained with SUP's recipe: like with like.
+        """
+        from satnb.core.identity import supervised_twin  # identity builds on this module's names
+
+        sup = self.train.get("sup")
+        if sup is None:
+            return {}
+        twins = {}
+        for method in ("npid", "simclr"):
+            t = self.train.get(method)
+            if t is not None and (t.encoder, t.encoder_kwargs) != (sup.encoder, sup.encoder_kwargs):
+                twins[supervised_twin(t.encoder, t.encoder_kwargs, sup.encoder)] = dataclasses.replace(
+                    sup, encoder=t.encoder, encoder_kwargs=dict(t.encoder_kwargs))
+        return twins
+
+    def supervised_twins(self) -> dict[str, TrainSettings]:
+        """The supervised twins by model name ("sup-resnet18" -> settings); see `twins`."""
+        return {twin.name: s for twin, s in self.twins().items()}
+
+    def to_dict(self) -> dict:
+        """Return the settings as plain JSON-able data (each group a nested object)."""
+        return dataclasses.asdict(self)
+
+
+# The CPU recipes: every method on one encoder (AMDIM's, residual, sized for 2 cores), so that SUP and the
+# supervised baselines compare with AMDIM, NPID, SimCLR and SAT on the same architecture.
+CPU_ENCODER = {"ndf": 32, "n_rkhs": 128, "n_depth": 1, "use_bn": True}
+# quick's encoder: half of CPU_ENCODER's width, 2.3x faster to train and attack on 2 cores (benchmarks/)
+QUICK_ENCODER = {"ndf": 16, "n_rkhs": 128, "n_depth": 1, "use_bn": True}
+
+
+def cpu_recipes(epochs: dict[str, int], batch_size: int = 256, encoder_kwargs: dict | None = None,
+                warmup_epochs: float = 1.0) -> dict[str, TrainSettings]:
+    """Few-epoch recipes for each method on AMDIM's encoder (chosen by `scripts/compare_recipes.py`)."""
+    enc = dict(CPU_ENCODER if encoder_kwargs is None else encoder_kwargs)
+    # the self-supervised methods keep Adam 1e-3 at a constant rate: warm-up with cosine decay, larger
+    # rates and NPID's SGD recipe all measured equal or worse at the quick scale (results/recipes/)
+    ssl = dict(lr=1e-3, optimizer="adam")
+    recipes = {
+        "amdim": ssl, "simclr": ssl, "npid": ssl,
+        # the fast supervised recipe: SGD-Nesterov, warm-up then one-cycle decay, label smoothing
+        "sup": dict(lr=0.2, optimizer="sgd", weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
+                    warmup_epochs=min(warmup_epochs, epochs.get("sup", 1) / 2)),
+    }
+    return {m: TrainSettings(encoder="amdim", epochs=e, batch_size=batch_size, encoder_kwargs=dict(enc),
+                             **recipes[m]) for m, e in epochs.items()}
+
+
+_PAPER_AMDIM = {"ndf": 128, "n_rkhs": 128, "n_depth": 3}
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke", n_train=1000, n_test=500,
+        train=cpu_recipes({"amdim": 1, "npid": 1, "simclr": 1, "sup": 2}, 128,
+                          {"ndf": 16, "n_rkhs": 64, "n_depth": 1, "use_bn": True}, warmup_epochs=0.5),
+        protocol=ProtocolSettings(k=15, m=30, n_attack=40, n_attack_opt=12, opt_binary_steps=3, opt_steps=15),
+        zoo=ZooSettings(queries=100, restarts=2, steps_factor=2),
+        sat=SATSettings(iterations=4, batch_size=50, refresh_every=2, eval_every=2),
+        baselines=BaselineSettings(epochs=1, batch_size=50), mi_steps=40, curve_every=0,
+    ),
+    "quick": Profile(
+        name="quick", n_train=5000, n_test=1000,
+        train=cpu_recipes({"amdim": 8, "npid": 8, "simclr": 10, "sup": 15}, 256, QUICK_ENCODER),
+        protocol=ProtocolSettings(k=75, m=100, n_attack=200, n_attack_opt=30, opt_binary_steps=4, opt_steps=30),
+        zoo=ZooSettings(n_images=100, queries=200, restarts=2, steps_factor=3),
+        sat=SATSettings(iterations=40, batch_size=100, refresh_every=10, eval_every=20),
+        baselines=BaselineSettings(epochs=2, batch_size=100, lr=0.02, weight_decay=5e-4, optimizer="sgd",
+                                   schedule="cosine", warmup_epochs=0.2), curve_every=1,
+        refresh_check_iterations=40,
+    ),
+    # the reference run: all of CIFAR-10 (45 000-image library, 5 000 held out as the authors do), N = 1 000
+    "cpu": Profile(
+        name="cpu", n_train=None, n_test=None, n_library=45000,
+        train=cpu_recipes({"amdim": 25, "npid": 25, "simclr": 25, "sup": 30}, 256),
+        protocol=ProtocolSettings(k=75, m=300, n_attack=1000, n_attack_opt=500, opt_binary_steps=5, opt_steps=50),
+        zoo=ZooSettings(n_images=500, queries=500, restarts=2, steps_factor=3),
+        sat=SATSettings(iterations=300, batch_size=100, refresh_every=10, eval_every=50),
+        baselines=BaselineSettings(epochs=3, batch_size=100, lr=0.02, weight_decay=5e-4, optimizer="sgd",
+                                   schedule="cosine", warmup_epochs=0.2),
+        mi_steps=800, curve_every=5, refresh_check_iterations=100,
+    ),
+    # the paper's architectures and protocol in about an hour on one A100/H100-class GPU: fewer epochs
+    "gpu": Profile(
+        name="gpu", n_train=None, n_test=None, n_library=45000,
+        train={
+            "amdim": TrainSettings("amdim", 100, 256, 1e-3, schedule="cosine", warmup_epochs=2,
+                                   encoder_kwargs=dict(_PAPER_AMDIM)),
+            "npid": TrainSettings("resnet18", 100, 256, 0.06, optimizer="sgd", weight_decay=5e-4,
+                                  schedule="cosine", warmup_epochs=2),
+            "simclr": TrainSettings("resnet18", 100, 256, 1e-3, schedule="cosine", warmup_epochs=2),
+            "sup": TrainSettings("amdim", 60, 256, 0.2, optimizer="sgd", weight_decay=5e-4, schedule="onecycle",
+                                 warmup_epochs=3, label_smoothing=0.1, encoder_kwargs=dict(_PAPER_AMDIM)),
+        },
+        protocol=ProtocolSettings(k=75, m=300, n_attack=1000, n_attack_opt=1000, opt_binary_steps=10, opt_steps=100),
+        zoo=ZooSettings(n_images=500),
+        sat=SATSettings(iterations=300, batch_size=100, eval_every=50),
+        baselines=BaselineSettings(epochs=10, batch_size=100, lr=0.02, weight_decay=5e-4, optimizer="sgd",
+                                   schedule="cosine", warmup_epochs=0.5),
+        mi_steps=2000, curve_every=10, fallback_to_digits=False,
+    ),
+    "paper": Profile(
+        name="paper", n_train=None, n_test=None, n_library=45000,
+        train={
+            "amdim": TrainSettings("amdim", 300, 200, 2e-4,
+                                   encoder_kwargs={"ndf": 128, "n_rkhs": 128, "n_depth": 3}),
+            "npid": TrainSettings("resnet18", 200, 128, 0.03, optimizer="sgd"),
+            "simclr": TrainSettings("resnet18", 200, 256, 1e-3),
+            "sup": TrainSettings("amdim", 400, 200, 1e-3,
+                                 encoder_kwargs={"ndf": 128, "n_rkhs": 128, "n_depth": 3}),
+        },
+        protocol=ProtocolSettings(k=75, m=300, n_attack=1000, n_attack_opt=1000, opt_binary_steps=10, opt_steps=100),
+        sat=SATSettings(iterations=300, batch_size=100, eval_every=25),
+        baselines=BaselineSettings(epochs=30, batch_size=100), mi_steps=4000,
+        fallback_to_digits=False,
+    ),
+}
+
+
+def get_profile(name: str | None = None) -> Profile:
+    """Return the named profile (default: `SATNB_PROFILE`, else `quick`)."""
+    name = name if name is not None else os.environ.get("SATNB_PROFILE", DEFAULT_PROFILE)
+    key = name.strip().lower()
+    if key not in PROFILES:
+        raise ConfigError(
+            f"unknown profile {name!r}; valid profiles are {', '.join(PROFILE_NAMES)} "
+            "(set SATNB_PROFILE, --profile or profile=...)"
+        )
+    return PROFILES[key]
+
+
+def parse_threads(value: str | int) -> int:
+    """A positive thread count (from --threads or SATNB_THREADS)."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise ConfigError(f"threads must be a positive integer, got {value!r}; use e.g. --threads 1 or "
+                          "SATNB_THREADS=1 (or unset SATNB_THREADS for torch's choice)")
+    return n
+
+
+def parse_switch(value: str, name: str) -> bool:
+    """An on/off setting from the environment: 1/true/yes/on or 0/false/no/off (case-insensitive)."""
+    word = str(value).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (on or off), got {value!r}; e.g. {name}=0")
+
+
+def get_precision() -> str:
+    """This process's compute precision: as `set_precision` set it, else `SATNB_PRECISION` (read once), else bf16."""
+    if not _PRECISION:
+        value = os.environ.get("SATNB_PRECISION", DEFAULT_PRECISION).strip().lower()
+        if value not in PRECISIONS:
+            raise ConfigError(f"SATNB_PRECISION={value!r} is not a precision; use {' or '.join(PRECISIONS)} "
+                              "(fp32 turns mixed precision off)")
+        _PRECISION.append(value)
+    return _PRECISION[0]
+
+
+def effective_precision(device: torch.device | str) -> str:
+    """The precision that runs on a device: bf16 needs a CPU or a CUDA device with bf16 support (not a T4)."""
+    kind = torch.device(device).type
+    if get_precision() != "bf16" or kind not in ("cpu", "cuda"):
+        return "fp32"
+    if kind == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        return "fp32"
+    return "bf16"
+
+
+def set_precision(name: str) -> str:
+    """Set the precision of this process's every forward and backward pass (the session does, once) and return it."""
+    key = str(name).strip().lower()
+    if key not in PRECISIONS:
+        raise ConfigError(f"unknown precision {name!r}; use {' or '.join(PRECISIONS)} (fp32 turns mixed precision off)")
+    _PRECISION[:] = [key]
+    return key
+
+
+def cache_dir() -> Path:
+    """Return the artifact/data cache directory (`SATNB_CACHE`, else ~/.cache/satnb)."""
+    root = os.environ.get("SATNB_CACHE")
+    path = Path(root).expanduser() if root else Path.home() / ".cache" / "satnb"
+    name = f"SATNB_CACHE={path}" if root else f"the cache folder {path}"
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ConfigError(f"{name} is a file, not a folder; set SATNB_CACHE to a folder (created if missing)") from None
+    except OSError as err:
+        raise ConfigError(f"{name} cannot be created ({err.strerror or err}); set SATNB_CACHE to a folder "
+                          "you can write") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{name} is not writable (permission denied); set SATNB_CACHE to a folder you can write")
+    return path
+
+
+def data_env() -> Path | None:
+    """Return the path named by `SATNB_DATA`, if set."""
+    value = os.environ.get("SATNB_DATA")
+    return Path(value).expanduser() if value else None
+
+
+def get_device(name: str | None = None) -> torch.device:
+    """Return the torch device (`SATNB_DEVICE`, else cuda when available, else cpu)."""
+    name = name or os.environ.get("SATNB_DEVICE") or ("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ConfigError(f"SATNB_DEVICE={name!r} is not a torch device; use cpu, cuda or cuda:N") from err
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} requested but CUDA is not available; set SATNB_DEVICE=cpu")
+    choices = ["cpu", *(["cuda", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+                        if torch.cuda.is_available() else []), *(["mps"] if torch.backends.mps.is_available() else [])]
+    usable = device.type == "cpu" or (device.type == "mps" and "mps" in choices) or (
+        device.type == "cuda" and (device.index or 0) < torch.cuda.device_count())
+    if not usable:
+        raise ConfigError(f"device {name!r} cannot run satnb here (torch on this machine computes on "
+                          f"{', '.join(choices)}); set SATNB_DEVICE to one of them")
+    return device

@@ -1,0 +1,136 @@
+"""The committed benchmark results (`benchmarks/results.json`) as the tables of the book's Performance page."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from satnb.core.fingerprint import PACKAGE_DIR
+
+RESULTS = "benchmarks/results.json"
+
+
+def find_results(name: str = RESULTS) -> Path:
+    """The committed benchmark results: searched upwards from the working directory, then from the satnb package."""
+    starts = [Path.cwd(), PACKAGE_DIR]
+    for start in starts:
+        for folder in [start, *start.parents]:
+            if (folder / name).is_file():
+                return folder / name
+    raise FileNotFoundError(f"{name} not found above the working directory or the satnb package; it is committed "
+                            "with the repository: run from a checkout, or create it with "
+                            "`python benchmarks/run_all.py`")
+
+
+@dataclass
+class Benchmarks:
+    """One benchmark results file: its records by benchmark and its flat table of measurements."""
+
+    command: str
+    records: dict[str, dict]
+    table: pd.DataFrame
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Benchmarks:
+        """Read a results file written by `benchmarks/run_all.py` (default: the committed one)."""
+        path = Path(path) if path is not None else find_results()
+        data = json.loads(path.read_text())
+        return cls(_without_folders(data.get("command", "?")), {r["benchmark"]: r for r in data["benchmarks"]},
+                   pd.DataFrame(data["table"]))
+
+    def provenance(self) -> pd.DataFrame:
+        """When, where and with which code each benchmark ran."""
+        rows = []
+        for rec in self.records.values():
+            p, s = rec.get("provenance") or {}, rec.get("settings") or {}
+            m = p.get("machine") or {}
+            rows.append({"benchmark": rec["benchmark"], "measured at": p.get("finished_at"),
+                         "git commit": p.get("git_commit"), "code": p.get("code_fingerprint"),
+                         "torch": p.get("torch_version"), "cpu": m.get("cpu"), "cores": m.get("cores"),
+                         "load (1, 5, 15 min)": m.get("load_average_1_5_15"), "threads": s.get("threads"),
+                         "clock": s.get("clock"), "quick": rec.get("quick"),
+                         "carried over": bool(rec.get("carried_over")), "run time (s)": rec.get("seconds")})
+        return pd.DataFrame(rows).set_index("benchmark")
+
+    def targets(self) -> pd.DataFrame:
+        """Every target (and error) row, formatted."""
+        return show(self.table[self.table["kind"].isin(["target", "error"])])
+
+    def n_met(self) -> tuple[int, int]:
+        """(targets met, targets) over the whole file."""
+        rows = self.table[self.table["kind"].isin(["target", "error"])]
+        return int(rows["passed"].eq(True).sum()), len(rows)
+
+    def of(self, benchmark: str) -> pd.DataFrame:
+        """Every row of one benchmark, formatted (empty when it was not measured)."""
+        return show(self.table[self.table["benchmark"] == benchmark])
+
+    def sat_phases(self) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+        """SAT/MAT/ALP seconds per update by phase, and the projected time to each profile's reported point."""
+        checks = (self.records.get("sat") or {}).get("checks") or {}
+        phases = {name: c["phase_seconds_per_update_wall"] for name, c in checks.items()
+                  if isinstance(c, dict) and "phase_seconds_per_update_wall" in c}
+        phase_df = pd.DataFrame(phases).T.rename_axis("method").map(lambda s: fmt(s, "s")) if phases else None
+        proj = checks.get("projection")
+        proj_df = None
+        if isinstance(proj, dict):
+            proj_df = pd.DataFrame({p: row for p, row in proj.items() if isinstance(row, dict)}).T
+            proj_df = proj_df.rename_axis("schedule").round(1)
+        return phase_df, proj_df
+
+    def train_throughput(self) -> pd.DataFrame | None:
+        """Training images/s per method in fp32 and bf16, their ratio, and the bf16 step's share of the matmul peak."""
+        rec = self.records.get("train") or {}
+        rows = (rec.get("checks") or {}).get("throughput")
+        if not isinstance(rows, dict) or not rows:
+            return None
+        out = pd.DataFrame([{
+            "method": _METHOD_NAMES.get(r.get("method"), key), "encoder": r.get("encoder"),
+            "fp32 images/s": r.get("fp32_images_per_s"), "bf16 images/s": r.get("bf16_images_per_s"),
+            "bf16 / fp32": fmt(r.get("bf16_over_fp32"), "x"), "GFLOP per step": r.get("gflop_per_step"),
+            "bf16 GFLOP/s": r.get("bf16_gflops"),
+            "% of bf16 peak": _percent(r.get("bf16_fraction_of_bf16_peak")),
+        } for key, r in rows.items()])
+        return out.set_index(["method", "encoder"])
+
+
+_METHOD_NAMES = {"amdim": "AMDIM", "npid": "NPID", "simclr": "SimCLR", "sup": "SUP"}
+
+
+def _percent(fraction) -> str:
+    return "n/a" if fraction is None or fraction != fraction else f"{100 * fraction:.1f}%"
+
+
+def _without_folders(command: str) -> str:
+    """A command line with each absolute path cut to its file name (no folder of the measuring machine on a page)."""
+    return " ".join(Path(w).name if w.startswith("/") else w for w in command.split())
+
+
+def fmt(value, unit: str) -> str:
+    """Seconds as ms / s / min, ratios as 1.23x, anything else with its unit."""
+    if value is None or value != value:
+        return "n/a"
+    if unit == "x":
+        return f"{value:.3f}x"
+    if unit == "s":
+        return f"{value * 1000:.1f} ms" if value < 1 else (f"{value:.2f} s" if value < 120 else f"{value / 60:.1f} min")
+    return f"{value:.4g} {unit}"
+
+
+def verdict(passed) -> str:
+    """pass / FAIL for a target, blank for an informational row."""
+    return "" if passed is None or passed != passed else ("pass" if passed else "FAIL")
+
+
+def show(rows: pd.DataFrame) -> pd.DataFrame:
+    """Benchmark rows as a readable table: value with its unit, target, pass/FAIL, note."""
+    out = pd.DataFrame({
+        "benchmark": rows["benchmark"], "metric": rows["metric"],
+        "value": [fmt(v, u) for v, u in zip(rows["value"], rows["unit"])],
+        "target": rows["target"].fillna(""), "result": [verdict(p) for p in rows["passed"]],
+        "note": rows["note"].fillna(""),
+    })
+    return out.reset_index(drop=True)

@@ -1,0 +1,48 @@
+"""Known differences from the paper: one source (satnb.report.differences), shown by the README and the report."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from satnb.report.differences import BEGIN, END, known_differences, readme_section, with_readme_section
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_the_readme_shows_the_one_source():
+    done = subprocess.run([sys.executable, "scripts/sync_readme.py", "--check"], cwd=ROOT, capture_output=True,
+                          text=True)
+    assert done.returncode == 0, done.stderr + " (run: python scripts/sync_readme.py)"
+    assert readme_section((ROOT / "README.md").read_text()) == known_differences()
+
+
+def test_the_report_chapter_shows_the_same_source():
+    cells = json.loads((ROOT / "notebooks" / "07_report.ipynb").read_text())["cells"]
+    code = ["".join(c["source"]) for c in cells if c["cell_type"] == "code"]
+    assert any("satnb.report.differences.known_differences()" in c for c in code)
+    prose = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    assert "- **Scale.**" not in prose and "pixel units" not in prose  # no hand-kept copy of the list
+
+
+def test_figures_follow_the_committed_files(tmp_path):
+    for name in ("cpu-cifar10.json", "quick-cifar10-labelled100.json"):
+        shutil.copy(ROOT / "results" / name, tmp_path / name)
+    ref = json.loads((tmp_path / "cpu-cifar10.json").read_text())
+    acc = ref["evaluation"]["pixel"]["amdim"]["acc"]
+    assert f"{100 * acc:.1f}% on AMDIM" in known_differences(tmp_path)
+    ref["evaluation"]["pixel"]["amdim"]["acc"] = 0.5
+    (tmp_path / "cpu-cifar10.json").write_text(json.dumps(ref))
+    assert "50.0% on AMDIM" in known_differences(tmp_path)
+    (tmp_path / "cpu-cifar10.json").unlink()
+    (tmp_path / "quick-cifar10-labelled100.json").unlink()
+    text = known_differences(tmp_path)
+    assert "is not in this copy of the repository" in text and "No label-scarce proxy run" in text
+
+
+def test_the_section_is_replaced_between_its_markers_only():
+    readme = f"# T\n\n## Known differences\n\n{BEGIN}\nold\n{END}\n\n## Next\nkept\n"
+    new = with_readme_section(readme, "- new\n")
+    assert readme_section(new) == "- new\n" and new.endswith("## Next\nkept\n") and new.startswith("# T\n")
+    assert readme_section("# no markers") is None

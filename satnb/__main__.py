@@ -38,7 +38,12 @@ def _parser() -> argparse.ArgumentParser:
                      help="go on with the gpu or paper profile on a machine without a GPU (days to weeks of CPU)")
     run.add_argument("--labelled-per-class", type=int, default=None, metavar="N",
                      help="claim 4's label-scarce regime: only N images per class carry labels (the kNN library, "
-                          "SUP and AT/MAT/ALP); SSL and SAT use every image")
+                          "SUP and AT/MAT/ALP); SSL pretrains on every image, SAT fine-tunes on the library")
+    run.add_argument("--seeds", type=int, default=None, metavar="S",
+                     help="train the models that enter a verdict from S seeds (0..S-1; default: the profile's, "
+                          "quick: 3)")
+    run.add_argument("--no-grid", action="store_true",
+                     help="judge the primary protocol only (no other guide rule, no zoo per eps convention)")
     run.add_argument("--precision", default=None, choices=("bf16", "fp32"),
                      help="compute precision (default: $SATNB_PRECISION or bf16; fp32 turns mixed precision off)")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -92,6 +97,12 @@ def _run(args: argparse.Namespace) -> int:
         if args.labelled_per_class < 1:
             raise ConfigError(f"--labelled-per-class must be a positive integer, got {args.labelled_per_class}")
         profile = profile.replace(labelled_per_class=args.labelled_per_class)
+    if args.seeds is not None:
+        if args.seeds < 1:
+            raise ConfigError(f"--seeds must be a positive number of training seeds, got {args.seeds}; e.g. --seeds 3")
+        profile = profile.replace(seeds=tuple(range(args.seeds)))
+    if args.no_grid:
+        profile = profile.replace(grid=False)
     stages = list(STAGES) if args.stages is None else [s.strip() for s in args.stages.split(",") if s.strip()]
     bad = [s for s in stages if s not in STAGES]
     if bad or not stages:
@@ -243,6 +254,7 @@ def _load(path: Path) -> dict:
 def _report(files: list[str]) -> int:
     from satnb.report.cells import with_intervals
     from satnb.report.claims import assess
+    from satnb.report.grid import grid_text
     from satnb.report.record import MISSING, freshness, judged_space, worst_case_view
     from satnb.report.tables import paper_table, results_frame
 
@@ -274,6 +286,8 @@ def _report(files: list[str]) -> int:
             print(f"   rule: {claim.rule}")
             for line in (claim.evidence.split("; ") if claim.evidence else []):
                 print(f"   - {line}")
+        print()
+        print(grid_text(res))
         print()
     return 0
 

@@ -41,7 +41,7 @@ def test_collect_writes_the_models_it_ran(tiny_profile, tiny_data, tmp_path):
 
     small = TrainSettings("convnet", epochs=1, batch_size=50, lr=5e-3, encoder_kwargs={"widths": (4, 8)})
     other = dataclasses.replace(small, encoder_kwargs={"widths": (8, 8)})  # NPID on another size: SUP gets a twin
-    profile = tiny_profile.replace(train={"sup": small, "npid": other})
+    profile = tiny_profile.replace(train={"sup": small, "npid": other}, sup_variants=())
     pipe = Pipeline(profile, tiny_data.subset(100, 40, seed=0), Store(tmp_path / "store"), progress=False)
     res = collect(pipe, stages=("train",), methods=("npid", "sup"))
     twin = supervised_twin("convnet", {"widths": (8, 8)}, "convnet")

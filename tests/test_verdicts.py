@@ -172,6 +172,7 @@ def test_a_grid_verdict_whose_seeds_disagree_says_so():
     good, reversed_ = models(rng), models(rng, ssl_survive=0.1, sup_survive=0.6, l2=(0.5, 2.0))
     res = with_models(run({**good, **seeded(reversed_, 1)}))
     res["seeds"] = [0, 1]
+    res["protocol"] = {"primary": {"eps_space": "pixel", "guide": "paper", "attacks": "paper"}}
     table = grid.grid_verdicts(res)
     first = table.loc[claims.CLAIMS[1]]
     assert first["verdict"] == "mixed (seeds disagree: holds with seed 0; does not hold with seed 1)"
@@ -186,6 +187,16 @@ def test_a_grid_verdict_whose_seeds_disagree_says_so():
 
 
 # ----------------------------------------------------------------------------- the protocol grid
+
+
+def test_an_undeclared_record_names_the_guide_rule_it_was_evaluated_with():
+    rng = np.random.default_rng(25)
+    res = run(models(rng))  # no protocol declared, no guide per record: made when the authors' rule was the default
+    assert grid.primary_cell(res) == Cell("pixel", "authors", "paper")
+    for r in res["evaluation"]["pixel"].values():
+        r["guide"] = "paper"
+    assert grid.primary_cell(res) == verdicts.PRIMARY
+    assert "guide rule (paper)" in "\n".join(grid.primary_text(res))
 
 
 def test_cell_validates_and_labels():

@@ -29,10 +29,9 @@ from tqdm.auto import tqdm
 from satnb.core.checks import integer, one_of, positive
 from satnb.core.config import ConfigError
 from satnb.core.images import check_images
+from satnb.core.variants import EPS_SPACES
 from satnb.knn import KNN
 from satnb.knn.classifier import guide_groups, guide_means
-
-EPS_SPACES = ("pixel", "normalized")
 
 
 @contextlib.contextmanager

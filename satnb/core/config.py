@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from satnb.core.variants import GUIDE_RULES, RECIPE_VARIANTS, SAT_VARIANTS
+
 if TYPE_CHECKING:
     from satnb.core.identity import ModelId
 
@@ -93,7 +95,7 @@ class SATSettings:
     keep_only_successful: bool = False  # authors' code: True
     betas: tuple[float, float] = (0.9, 0.999)  # paper: plain Adam; authors' code: (0.8, 0.999)
     weight_decay: float = 0.0  # authors' code: 1e-5
-    guide: str = "authors"  # guide-group rule of the attacks: "authors" (the authors' code) or "paper"
+    guide: str = "paper"  # guide-group rule of the attacks: "paper" (its text, the primary) or "authors"
     critic_hidden: int = 256  # the separable critic phi1/phi2 of objective="heads"
     critic_embed: int = 64
 
@@ -136,6 +138,11 @@ class ProtocolSettings:
     opt_binary_steps: int = 10
     opt_steps: int = 100
     opt_max_const: float = 1e6  # an image never fooled keeps raising c (x10) up to this, past the search steps
+    guide: str = "paper"  # guide-group rule of both attacks: "paper" (its text, the primary) or "authors"
+
+    def __post_init__(self) -> None:
+        if self.guide not in GUIDE_RULES:
+            raise ConfigError(f"unknown guide rule {self.guide!r}; use one of {', '.join(GUIDE_RULES)}")
 
 
 @dataclass(frozen=True)
@@ -162,7 +169,8 @@ class Profile:
     n_test: int | None = None  # stratified subset of the test split (None: all)
     n_library: int | None = None  # images of the train subset that form the kNN library
     # claim 4's label-scarce regime: only this many images per class carry labels; they form the kNN
-    # library and are all SUP and the supervised baselines see, while SSL and SAT use every image
+    # library and are all SUP and the supervised baselines see; SSL pretrains on every image, SAT fine-tunes on the
+    # library images (their labels only pick guide groups), as the authors' STL-10 code does
     labelled_per_class: int | None = None
     train: dict[str, TrainSettings] = field(default_factory=dict)
     protocol: ProtocolSettings = ProtocolSettings()
@@ -175,7 +183,26 @@ class Profile:
     # iteration (the authors' setting) does (0: no check)
     refresh_check_iterations: int = 0
     seed: int = 2019
+    # training seeds of the models that enter a verdict (a ModelId's `seed`: 0 is the profile's own run, s > 0
+    # trains from seed + 1000 s); the data subsets and the attacks' randomness keep `seed`
+    seeds: tuple[int, ...] = (0,)
+    sup_variants: tuple[str, ...] = ("ls0.1",)  # SUP's recipe variants a run trains beside it (RECIPE_VARIANTS)
+    sat_variants: tuple[str, ...] = ("authors", "normalized")  # SAT (AMDIM) variants a grid run adds (SAT_VARIANTS)
+    # the protocol grid: every claim model also evaluated under the other eps convention and guide rule
+    grid: bool = True
     fallback_to_digits: bool = True  # smaller profiles may run on sklearn digits offline
+
+    def __post_init__(self) -> None:
+        if not self.seeds or 0 not in self.seeds or len(set(self.seeds)) != len(self.seeds) or \
+                any(not isinstance(s, int) or s < 0 for s in self.seeds):
+            raise ConfigError(f"seeds={self.seeds!r} must be distinct non-negative integers including 0 (the "
+                              "profile's own run), e.g. (0, 1, 2)")
+        unknown = [v for v in self.sup_variants if v not in RECIPE_VARIANTS]
+        if unknown:
+            raise ConfigError(f"unknown SUP recipe variant(s) {', '.join(unknown)}; use {', '.join(RECIPE_VARIANTS)}")
+        unknown = [v for v in self.sat_variants if v not in SAT_VARIANTS]
+        if unknown:
+            raise ConfigError(f"unknown SAT variant(s) {', '.join(unknown)}; use {', '.join(SAT_VARIANTS)}")
 
     def replace(self, **changes) -> Profile:
         """A copy with some settings changed: the profile's own, or a protocol or zoo setting by its name (k=5)."""
@@ -236,8 +263,9 @@ def cpu_recipes(epochs: dict[str, int], batch_size: int = 256, encoder_kwargs: d
     ssl = dict(lr=1e-3, optimizer="adam")
     recipes = {
         "amdim": ssl, "simclr": ssl, "npid": ssl,
-        # the fast supervised recipe: SGD-Nesterov, warm-up then one-cycle decay, label smoothing
-        "sup": dict(lr=0.2, optimizer="sgd", weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
+        # the fast supervised recipe: SGD-Nesterov, warm-up then one-cycle decay; plain cross-entropy as the
+        # paper's SUP (label smoothing is the variant "ls0.1")
+        "sup": dict(lr=0.2, optimizer="sgd", weight_decay=5e-4, schedule="onecycle",
                     warmup_epochs=min(warmup_epochs, epochs.get("sup", 1) / 2)),
     }
     return {m: TrainSettings(encoder="amdim", epochs=e, batch_size=batch_size, encoder_kwargs=dict(enc),
@@ -264,7 +292,7 @@ PROFILES: dict[str, Profile] = {
         sat=SATSettings(iterations=40, batch_size=100, refresh_every=10, eval_every=20),
         baselines=BaselineSettings(epochs=2, batch_size=100, lr=0.02, weight_decay=5e-4, optimizer="sgd",
                                    schedule="cosine", warmup_epochs=0.2), curve_every=1,
-        refresh_check_iterations=40,
+        refresh_check_iterations=40, seeds=(0, 1, 2),
     ),
     # the reference run: all of CIFAR-10 (45 000-image library, 5 000 held out as the authors do), N = 1 000
     "cpu": Profile(
@@ -287,7 +315,7 @@ PROFILES: dict[str, Profile] = {
                                   schedule="cosine", warmup_epochs=2),
             "simclr": TrainSettings("resnet18", 100, 256, 1e-3, schedule="cosine", warmup_epochs=2),
             "sup": TrainSettings("amdim", 60, 256, 0.2, optimizer="sgd", weight_decay=5e-4, schedule="onecycle",
-                                 warmup_epochs=3, label_smoothing=0.1, encoder_kwargs=dict(_PAPER_AMDIM)),
+                                 warmup_epochs=3, encoder_kwargs=dict(_PAPER_AMDIM)),
         },
         protocol=ProtocolSettings(k=75, m=300, n_attack=1000, n_attack_opt=1000, opt_binary_steps=10, opt_steps=100),
         zoo=ZooSettings(n_images=500),

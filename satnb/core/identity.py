@@ -123,7 +123,8 @@ class ModelId:
                 return head + (f" ({', '.join(inner)})" if inner else "")
             return head[:-1] + "".join(f", {e}" for e in inner) + ")"
         if self.kind == "baseline":
-            inner = ([] if self.base.name == "sup" else [f"from {self.base.label}"]) + extra
+            own_sup = self.base == ModelId.pretrained("sup", seed=self.seed)  # its seed's primary SUP: no need to say
+            inner = ([] if own_sup else [f"from {self.base.label}"]) + extra + [f"seed {self.seed}"] * bool(self.seed)
             return self.method.upper() + (f" ({', '.join(inner)})" if inner else "")
         parts = [_LABELS[self.base.method]] + (["AMDIM NCE"] if self.objective == "amdim" else [])
         parts += [f"{k} {v}" for k, v in (("refresh", self.refresh_every), ("iterations", self.iterations)) if v]

@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from satnb.core.config import METHODS, ConfigError, Profile, TrainSettings
+from satnb.core.config import METHODS, ConfigError, Profile, SATSettings, TrainSettings
 from satnb.core.dataset import Dataset, stratified_indices
 from satnb.core.identity import BASELINES, ModelId
 from satnb.core.store import Store
+from satnb.core.variants import RECIPE_VARIANTS, SAT_VARIANTS
 from satnb.defences import adversarial_train, sat
 from satnb.experiment.session import Session
 from satnb.knn.classifier import KNN, guide_size
@@ -147,15 +148,25 @@ class Pipeline:
                                    x_unlabeled=None, _fingerprint=None)
 
     def recipe(self, model: str | ModelId) -> TrainSettings:
-        """How the profile pretrains a model (SUP's twins: SUP's recipe on the twin's encoder)."""
+        """How the profile pretrains a model (SUP's twins: SUP's recipe on the twin's encoder; a variant's changes)."""
         mid = self.resolve(model)
-        if mid.kind != "pretrained" or mid.seed or mid.variant:
-            raise ConfigError(f"{mid.name} is not one of the profile's pretrained models; pretrain one of "
+        if mid.kind != "pretrained":
+            raise ConfigError(f"{mid.name} is fine-tuned, not pretrained; pretrain one of "
                               f"{', '.join(i.name for i in self.pretrained_ids())}")
-        settings = self.profile.twins().get(mid) if mid.twin else self.profile.train.get(mid.method)
+        settings = self.profile.twins().get(dataclasses.replace(mid, seed=0, variant="")) if mid.twin \
+            else self.profile.train.get(mid.method)
         if settings is None:
             raise ConfigError(f"profile {self.profile.name!r} has no recipe for {mid.name}; add one to its `train`")
+        if mid.variant:
+            if mid.variant not in RECIPE_VARIANTS:
+                raise ConfigError(f"unknown recipe variant {mid.variant!r} of {mid.method}; use one of "
+                                  f"{', '.join(RECIPE_VARIANTS)}")
+            settings = dataclasses.replace(settings, **RECIPE_VARIANTS[mid.variant])
         return settings
+
+    def training_seed(self, model: str | ModelId) -> int:
+        """The seed a model is trained or fine-tuned from: the profile's, plus 1000 per training seed of its ModelId."""
+        return self.profile.seed + 1000 * self.resolve(model).seed
 
     def train(self, model: str | ModelId) -> TrainedModel:
         """Train (or load from the cache) one of the paper's methods ("sup", a ModelId), or a supervised twin."""
@@ -166,8 +177,8 @@ class Pipeline:
         data = self.labelled_data() if mid.supervised else self.data
         every = p.curve_every
         curve = (lambda net, epoch: self._curve_point(net, epoch, settings.epochs)) if every else None
-        res = train(mid.method, data, settings, self.store, seed=p.seed, device=self.device, progress=self.progress,
-                    profile=p.name, curve=curve,
+        res = train(mid.method, data, settings, self.store, seed=self.training_seed(mid), device=self.device,
+                    progress=self.progress, profile=p.name, curve=curve,
                     curve_key=f"knn_acc every {every} epochs, k={p.protocol.k}" if every else "")
         return self.add(TrainedModel(mid, res.model, res.artifact.key, res.wall_time_s, res.cached,
                                      history=res.history))
@@ -206,18 +217,31 @@ class Pipeline:
         if mid in self.entries:
             return self.entries[mid]
         base = self.entry(mid.base)
-        overrides = {k: v for k, v in (("refresh_every", mid.refresh_every), ("iterations", mid.iterations))
-                     if v is not None}
-        settings = dataclasses.replace(p.sat, objective=mid.objective, **overrides)
+        settings, eps_space = self.sat_settings(mid)
         idx = self.library_index
         res = sat(base.model, self.data.x_train[idx], self.data.y_train[idx], settings, p.protocol.small,
-                  k=p.protocol.k, m=self.guide_size(base.id), store=self.store,
-                  data_fingerprint=self.data.fingerprint(), base_key=base.key, seed=p.seed, device=self.device,
-                  progress=self.progress, eval_fn=lambda net, it: self._trajectory_point(net),
+                  k=p.protocol.k, m=self.guide_size(base.id), eps_space=eps_space, store=self.store,
+                  data_fingerprint=self.data.fingerprint(), base_key=base.key, seed=self.training_seed(mid),
+                  device=self.device, progress=self.progress, eval_fn=lambda net, it: self._trajectory_point(net),
                   n_classes=self.data.n_classes, eval_key=",".join(TRAJECTORY_FIELDS), profile=p.name)
         return self.add(TrainedModel(mid, res.model, res.artifact.key, res.train_seconds, res.cached,
                                      history=res.history, trajectory=res.trajectory, n_updates=res.n_updates,
                                      eval_seconds=res.eval_seconds))
+
+    def sat_settings(self, mid: ModelId) -> tuple[SATSettings, str]:
+        """The SAT settings and eps convention of a SAT model: the profile's, its variant's changes, its overrides."""
+        changes = dict(SAT_VARIANTS.get(mid.variant, {})) if mid.variant else {}
+        if mid.variant and mid.variant not in SAT_VARIANTS:
+            raise ConfigError(f"unknown SAT variant {mid.variant!r}; use one of {', '.join(SAT_VARIANTS)}")
+        eps_space = changes.pop("eps_space", "pixel")
+        if changes.get("objective", mid.objective) != mid.objective:
+            raise ConfigError(f"the SAT variant {mid.variant!r} trains with the {changes['objective']!r} objective; "
+                              f"name it so: ModelId.sat(base, objective={changes['objective']!r}, "
+                              f"variant={mid.variant!r})")
+        changes.update({k: v for k, v in (("refresh_every", mid.refresh_every), ("iterations", mid.iterations))
+                        if v is not None})
+        changes["objective"] = mid.objective
+        return dataclasses.replace(self.profile.sat, **changes), eps_space
 
     def baseline(self, model: str | ModelId) -> TrainedModel:
         """AT, MAT or ALP fine-tuning ("mat", or a `ModelId.baseline`) of a supervised model, profile's settings."""
@@ -231,8 +255,8 @@ class Pipeline:
         base, labelled = self.entry(mid.base), self.labelled_data()
         res = adversarial_train(base.model, mid.method, labelled.x_train, labelled.y_train, p.protocol.small,
                                 p.baselines, store=self.store, data_fingerprint=self.data.fingerprint(),
-                                base_key=base.key, seed=p.seed, device=self.device, progress=self.progress,
-                                eval_fn=lambda net, ep: self._trajectory_point(net),
+                                base_key=base.key, seed=self.training_seed(mid), device=self.device,
+                                progress=self.progress, eval_fn=lambda net, ep: self._trajectory_point(net),
                                 eval_key=",".join(TRAJECTORY_FIELDS), profile=p.name)
         return self.add(TrainedModel(mid, res.model, res.artifact.key, res.train_seconds, res.cached,
                                      history=res.history, trajectory=res.trajectory, n_updates=res.n_updates,

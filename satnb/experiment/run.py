@@ -13,12 +13,14 @@ from satnb.core.dataset import Dataset, profile_subset
 from satnb.core.fingerprint import PACKAGE_DIR, code_ids, source_fingerprint
 from satnb.core.identity import BASELINES, SSL, ModelId
 from satnb.core.store import Store, provenance
+from satnb.core.variants import GUIDE_RULES, SAT_VARIANTS
 from satnb.defences import adversarial_train, sat
 from satnb.experiment.pipeline import Pipeline
 from satnb.experiment.studies import Studies
 from satnb.nets.encoders import describe_encoder
 from satnb.nets.pretrain import train
 from satnb.protocol.evaluate import evaluate
+from satnb.protocol.primary import declared_protocol
 from satnb.protocol.zoo import attack_zoo
 
 ALL_STAGES = ("train", "evaluate", "sat", "baselines", "robustness")
@@ -46,17 +48,50 @@ def run_experiment(profile: Profile, full: Dataset, device: torch.device | str =
     return collect(pipe, stages, methods, eps_spaces)
 
 
+# the methods whose models enter a verdict, trained from every seed of the profile (SimCLR only backs a side note)
+SEEDED = ("amdim", "npid", "sup")
+
+
+def pretrained_ids(profile: Profile, methods: list[str] | tuple[str, ...], seeds: tuple[int, ...]) -> list[ModelId]:
+    """The pretrained models a run trains: each method, SUP's twins and recipe variants, and the extra seeds."""
+    ids = [*map(ModelId.pretrained, methods), *twin_ids(profile, methods)]
+    ids += [ModelId.pretrained("sup", variant=v) for v in profile.sup_variants if "sup" in methods]
+    ids += [ModelId.pretrained(m, seed=s) for s in seeds if s for m in methods if m in SEEDED]
+    return ids
+
+
+def sat_variant_ids(profile: Profile) -> list[ModelId]:
+    """The SAT (AMDIM) variants a grid run trains beside the paper's SAT (the profile's `sat_variants`)."""
+    return [ModelId.sat(ModelId.pretrained("amdim"), objective=SAT_VARIANTS[v].get("objective", profile.sat.objective),
+                        variant=v) for v in profile.sat_variants]
+
+
+def grid_ids(models: list[ModelId]) -> list[ModelId]:
+    """The models the protocol grid evaluates: those that decide a claim (not SimCLR's, not the twins)."""
+    return [mid for mid in models if mid.root.method != "simclr" and not mid.root.twin]
+
+
 def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
             methods: list[str] | tuple[str, ...] = METHODS,
-            eps_spaces: list[str] | tuple[str, ...] = ("pixel", "normalized")) -> dict:
-    """The results record of a pipeline (what a notebook session or the CLI ran), computing what is missing."""
+            eps_spaces: list[str] | tuple[str, ...] = ("pixel", "normalized"), seeds: tuple[int, ...] | None = None,
+            grid: bool | None = None) -> dict:
+    """The results record of a pipeline (what a notebook session or the CLI ran), computing what is missing.
+
+    `seeds` (default: the profile's) are the training seeds of the models that enter a verdict; with
+    `grid` (default: the profile's), every such model is also evaluated under the other guide rule and,
+    for each eps convention in `eps_spaces`, by the attack zoo: the cells of the protocol grid.
+    """
     profile, data, device, studies = pipe.profile, pipe.data, pipe.device, Studies(pipe)
+    seeds = tuple(profile.seeds if seeds is None else seeds)
+    grid = profile.grid if grid is None else grid
     t_start = time.perf_counter()
+    primary = {"eps_space": "pixel", "guide": profile.protocol.guide, "attacks": "paper"}
     out: dict = {"profile": profile.name, "settings": profile.to_dict(), "dataset": data.describe(),
+                 "protocol": {"primary": primary, "declared": declared_protocol(profile)}, "seeds": list(seeds),
                  "stage_seconds": {}, "training": {}, "evaluation": {}, "sat": {}, "baselines": {}}
 
     t0 = time.perf_counter()
-    pretrained = [*map(ModelId.pretrained, methods), *twin_ids(profile, methods)]
+    pretrained = pretrained_ids(profile, methods, seeds)
     for mid in pretrained:
         e, settings = pipe.train(mid), pipe.recipe(mid)
         out["training"][e.name] = {"seconds": e.train_seconds, "epochs": settings.epochs,
@@ -76,29 +111,50 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
             fine_tuned.append(e.id)
         if "amdim" in methods:
             out["sat_refresh"] = studies.refresh_check("amdim")
+            if grid:  # the SAT configurations around the paper's, on AMDIM's first seed
+                for mid in sat_variant_ids(profile):
+                    e = pipe.sat(mid)
+                    out.setdefault("sat_variants", {})[e.name] = e.fine_tuning_record()
+                    fine_tuned.append(e.id)
         out["stage_seconds"]["sat"] = time.perf_counter() - t0
     if "baselines" in stages and "sup" in methods:
         t0 = time.perf_counter()
-        for method in BASELINES:
-            e = pipe.baseline(method)
-            out["baselines"][e.name] = e.fine_tuning_record()
-            fine_tuned.append(e.id)
+        for sup in (mid for mid in pretrained if mid.method == "sup" and not mid.twin and not mid.variant):
+            for method in BASELINES:
+                e = pipe.baseline(ModelId.baseline(method, base=sup))
+                out["baselines"][e.name] = e.fine_tuning_record()
+                fine_tuned.append(e.id)
         out["stage_seconds"]["baselines"] = time.perf_counter() - t0
 
     every = [*pretrained, *fine_tuned]
     out["models"] = {mid.name: dataclasses.asdict(mid) for mid in every}  # read back by `report.record.model_ids`
+    judged = grid_ids(every) if grid else [ModelId.pretrained(m) for m in ("sup", "amdim") if m in methods]
+    other_guide = next(g for g in GUIDE_RULES if g != profile.protocol.guide)
+    cells = [{"eps_space": space, "guide": other_guide, "evaluation": {}, "robustness": {}}
+             for space in eps_spaces] if grid else []
     if "evaluate" in stages:
         t0 = time.perf_counter()
         for i, space in enumerate(eps_spaces):
-            # the first convention evaluates every model; the others only paper Table 1's (SUP, AMDIM)
-            ids = every if i == 0 else [ModelId.pretrained(m) for m in ("sup", "amdim") if m in methods]
+            # the first convention evaluates every model; the others the models the grid judges
+            ids = every if i == 0 else judged
             out["evaluation"][space] = {mid.name: _slim(studies.evaluate(mid, eps_space=space, optimization=True))
                                         for mid in ids}
+        for cell in cells:
+            cell["evaluation"] = {mid.name: _slim(studies.evaluate(mid, eps_space=cell["eps_space"], optimization=True,
+                                                                   guide=other_guide)) for mid in judged}
         out["stage_seconds"]["evaluate"] = time.perf_counter() - t0
     if "robustness" in stages:
         t0 = time.perf_counter()
-        out["robustness"] = {"pixel": {mid.name: _slim(studies.robustness(mid)) for mid in every}}
+        out["robustness"] = {space: {mid.name: _slim(studies.robustness(mid, eps_space=space))
+                                     for mid in (every if i == 0 else judged if grid else [])}
+                             for i, space in enumerate(eps_spaces)}
+        out["robustness"] = {space: zoo for space, zoo in out["robustness"].items() if zoo}
+        for cell in cells:
+            cell["robustness"] = {mid.name: _slim(studies.robustness(mid, eps_space=cell["eps_space"],
+                                                                     guide=other_guide)) for mid in judged}
         out["stage_seconds"]["robustness"] = time.perf_counter() - t0
+    if cells and ("evaluate" in stages or "robustness" in stages):
+        out["grid"] = cells
     out["provenance"] = provenance(profile=profile.name, dataset=data.describe(), seed=profile.seed,
                                    wall_time_s=time.perf_counter() - t_start, device=str(device))
     # a stage the methods give nothing to do (sat without a self-supervised model, baselines without sup) did not run

@@ -71,38 +71,44 @@ class Studies:
         return record["value"]
 
     # the paper's protocol -------------------------------------------------
-    def _protocol_settings(self, eps_space: str) -> dict:
+    def _protocol_settings(self, eps_space: str, guide: str) -> dict:
         """What the paper's protocol depends on beside the model (part of the evaluation's and the zoo's keys)."""
         p = self.pipe.profile.protocol
         return {"n_attack": p.n_attack, "n_attack_opt": p.n_attack_opt, "small": dataclasses.asdict(p.small),
                 "large": dataclasses.asdict(p.large), "opt": [p.opt_binary_steps, p.opt_steps, p.opt_max_const],
-                "eps_space": eps_space}
+                "eps_space": eps_space, "guide": guide}
 
-    def evaluate(self, model: Model, eps_space: str = "pixel", optimization: bool = True) -> dict:
+    def _protocol(self, guide: str | None):
+        """The profile's protocol, with another guide rule when one is named (a grid cell)."""
+        p = self.pipe.profile.protocol
+        return p if guide is None or guide == p.guide else dataclasses.replace(p, guide=guide)
+
+    def evaluate(self, model: Model, eps_space: str = "pixel", optimization: bool = True,
+                 guide: str | None = None) -> dict:
         """ACC, DSR small/large, noise control and L2 for one model (cached; the record a results file holds)."""
         pipe = self.pipe
-        ent = pipe.entry(model)
+        ent, protocol = pipe.entry(model), self._protocol(guide)
 
         def compute() -> dict:
-            out = evaluate(ent.model, pipe.library(ent.id), pipe.data.x_test, pipe.data.y_test, pipe.profile.protocol,
+            out = evaluate(ent.model, pipe.library(ent.id), pipe.data.x_test, pipe.data.y_test, protocol,
                            eps_space=eps_space, optimization=optimization, seed=pipe.profile.seed,
                            progress=pipe.progress)
             return {**out, "train_seconds": ent.train_seconds, "model": ent.name}
 
-        settings = {**self._protocol_settings(eps_space), "optimization": optimization}
+        settings = {**self._protocol_settings(eps_space, protocol.guide), "optimization": optimization}
         return self._record("evaluate", Studies.evaluate, settings, compute, (ent.id,), numbers=EVALUATION_NUMBERS)
 
-    def robustness(self, model: Model, eps_space: str = "pixel") -> dict:
+    def robustness(self, model: Model, eps_space: str = "pixel", guide: str | None = None) -> dict:
         """Every attack we have on one model and their per-image worst case (cached; see `satnb.protocol.zoo`)."""
         pipe = self.pipe
-        ent, p = pipe.entry(model), pipe.profile
+        ent, p, protocol = pipe.entry(model), pipe.profile, self._protocol(guide)
 
         def compute() -> dict:
-            out = attack_zoo(ent.model, pipe.library(ent.id), pipe.data.x_test, pipe.data.y_test, p.protocol, p.zoo,
+            out = attack_zoo(ent.model, pipe.library(ent.id), pipe.data.x_test, pipe.data.y_test, protocol, p.zoo,
                              eps_space=eps_space, seed=p.seed, progress=pipe.progress)
             return {**out, "model": ent.name}
 
-        settings = {**self._protocol_settings(eps_space), "zoo": dataclasses.asdict(p.zoo)}
+        settings = {**self._protocol_settings(eps_space, protocol.guide), "zoo": dataclasses.asdict(p.zoo)}
         return self._record("robustness", Studies.robustness, settings, compute, (ent.id,),
                             required=("settings", "min_norm"))
 
@@ -146,7 +152,8 @@ class Studies:
         pipe = self.pipe
         x, y = pipe.attacked(model, n)
         net, knn = pipe.entry(model).model, pipe.library(model)
-        adv = gradient_attack(net, knn, self._setting(setting), pipe.guide_size(model), seed=pipe.profile.seed)(x, y)
+        adv = gradient_attack(net, knn, self._setting(setting), pipe.guide_size(model), seed=pipe.profile.seed,
+                              guide=pipe.profile.protocol.guide)(x, y)
         f_x, f_adv = extract_features(net, x), extract_features(net, adv)
         _, before = knn.search(f_x, n_neighbours)
         _, after = knn.search(f_adv, n_neighbours)
@@ -168,7 +175,7 @@ class Studies:
         def compute() -> dict:
             x, y = pipe.attacked(ent.id, n)
             r = KNNOptimizationAttack(ent.model, pipe.library(ent.id), m=pipe.guide_size(ent.id),
-                                      seed=pipe.profile.seed, binary_search_steps=p.opt_binary_steps,
+                                      seed=pipe.profile.seed, guide=p.guide, binary_search_steps=p.opt_binary_steps,
                                       steps=p.opt_steps).run(x, y)
             return {"x": x.cpu(), "adv": r.adv.detach().cpu(), "l2": r.l2, "success": r.success}
 
@@ -194,7 +201,7 @@ class Studies:
         def compute() -> list[dict]:
             x, y = pipe.attacked(mid, n)
             rows = eps_sweep(pipe.entry(mid).model, pipe.library(mid), x, y, list(eps_values), pipe.guide_size(mid),
-                             eps_space, seed=pipe.profile.seed)
+                             eps_space, seed=pipe.profile.seed, guide=pipe.profile.protocol.guide)
             return [{**r, "model": mid.name} for r in rows]
 
         rows = self._value("eps-sweep", {"eps": [float(e) for e in eps_values], "n": n, "eps_space": eps_space},
@@ -209,7 +216,7 @@ class Studies:
         def compute() -> list[float]:
             x, y = pipe.attacked(model, n)
             return restarts_dsr(pipe.entry(model).model, pipe.library(model), x, y, atk, pipe.guide_size(model),
-                                restarts=restarts, seed=pipe.profile.seed)
+                                restarts=restarts, seed=pipe.profile.seed, guide=pipe.profile.protocol.guide)
 
         return self._value("restarts", {"restarts": restarts, "n": n, "setting": dataclasses.asdict(atk)},
                            compute, (model,))
@@ -223,7 +230,8 @@ class Studies:
             x, y = pipe.attacked(target, n)
             return transfer_dsr(pipe.entry(source).model, pipe.library(source), pipe.entry(target).model,
                                 pipe.library(target), x, y, atk,
-                                min(pipe.guide_size(source), pipe.guide_size(target)), seed=pipe.profile.seed)
+                                min(pipe.guide_size(source), pipe.guide_size(target)), seed=pipe.profile.seed,
+                                guide=pipe.profile.protocol.guide)
 
         return self._value("transfer", {"source": pipe.resolve(source).name, "target": pipe.resolve(target).name,
                                         "n": n, "setting": dataclasses.asdict(atk)}, compute, (source, target))
@@ -239,7 +247,8 @@ class Studies:
         def compute() -> dict:
             x, y = pipe.attacked(model, n=len(pipe.data.y_test))
             net = pipe.entry(model).model
-            adv = gradient_attack(net, pipe.library(model), atk, pipe.guide_size(model), seed=pipe.profile.seed)(x, y)
+            adv = gradient_attack(net, pipe.library(model), atk, pipe.guide_size(model), seed=pipe.profile.seed,
+                              guide=pipe.profile.protocol.guide)(x, y)
             z, z_hat = extract_features(net, x), extract_features(net, adv)
             bs = min(batch_size, len(z) // 5)  # 20% of the pairs are held out to evaluate the trained critic
             out = {"n_images": len(z), "batch_size": bs}

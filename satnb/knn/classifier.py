@@ -27,6 +27,8 @@ from tqdm.auto import tqdm
 from satnb.core.checks import integer
 from satnb.core.config import ConfigError
 
+# the values of satnb.core.variants.GUIDE_RULES, in the order the cached stages were keyed with; written out so
+# that no cached stage recomputes before the reference run is remade (then: GUIDE_MODES = GUIDE_RULES)
 GUIDE_MODES = ("authors", "paper")
 BACKENDS = ("auto", "faiss", "torch")
 TORCH_BLOCK = 1 << 26  # queries x library entries per block of the torch search (256 MB of float32 scores)

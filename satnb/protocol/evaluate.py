@@ -98,11 +98,12 @@ def evaluate(model: nn.Module, knn: KNN, x_test: np.ndarray | Tensor, y_test: np
     out: dict = {"encoder": describe_encoder(model), "acc": acc, "acc_ci": _ci(stats.proportion(correct)),
                  "n_test": len(y_test),
                  "n_attacked": len(idx), "n_prefix": n_prefix, "k": knn.k, "m": m, "eps_space": eps_space,
+                 "guide": protocol.guide,
                  "attacks": {}, "per_image": {"correct": stats.pack_bits(correct)}}
     steps = [("small", protocol.small), ("large", protocol.large)]
     images = {}
     for name, setting in tqdm(steps, desc="gradient attacks", disable=not progress, leave=False):
-        atk = gradient_attack(model, knn, setting, m, eps_space=eps_space, seed=seed)
+        atk = gradient_attack(model, knn, setting, m, eps_space=eps_space, seed=seed, guide=protocol.guide)
         res = run_attack(name, atk, model, knn, x, y)
         noise = run_attack(f"noise_{name}", UniformNoise(setting.eps, seed=seed, model=model, eps_space=eps_space),
                            model, knn, x, y)
@@ -120,7 +121,8 @@ def evaluate(model: nn.Module, knn: KNN, x_test: np.ndarray | Tensor, y_test: np
     if optimization:
         n_opt = min(protocol.n_attack_opt, len(idx))
         atk = KNNOptimizationAttack(model, knn, m=m, binary_search_steps=protocol.opt_binary_steps,
-                                    steps=protocol.opt_steps, max_const=protocol.opt_max_const, progress=progress)
+                                    steps=protocol.opt_steps, max_const=protocol.opt_max_const, guide=protocol.guide,
+                                    progress=progress)
         t1 = time.perf_counter()
         r = atk.run(x[:n_opt], y[:n_opt])
         secs = time.perf_counter() - t1
@@ -179,13 +181,13 @@ def sweep_setting(eps: float) -> AttackSettings:
 
 
 def eps_sweep(model: nn.Module, knn: KNN, x: Tensor, y: Tensor, eps_values: list[float], m: int,
-              eps_space: str = "pixel", seed: int = 0, progress: bool = False) -> list[dict]:
+              eps_space: str = "pixel", seed: int = 0, progress: bool = False, guide: str = "paper") -> list[dict]:
     """DSR of the gradient attack and of uniform noise at each eps (settings from `sweep_setting`)."""
     rows = []
     for eps in tqdm(eps_values, desc="eps sweep", disable=not progress, leave=False):
         setting = sweep_setting(eps)
-        atk = run_attack("gradient", gradient_attack(model, knn, setting, m, eps_space=eps_space, seed=seed),
-                         model, knn, x, y)
+        atk = run_attack("gradient", gradient_attack(model, knn, setting, m, eps_space=eps_space, seed=seed,
+                                                     guide=guide), model, knn, x, y)
         noise = run_attack("noise", UniformNoise(eps, seed=seed, model=model, eps_space=eps_space), model, knn, x, y)
         rows.append({"eps": eps, "attack": "gradient", "dsr": atk.dsr})
         rows.append({"eps": eps, "attack": "uniform noise", "dsr": noise.dsr})
@@ -193,20 +195,21 @@ def eps_sweep(model: nn.Module, knn: KNN, x: Tensor, y: Tensor, eps_values: list
 
 
 def restarts_dsr(model: nn.Module, knn: KNN, x: Tensor, y: Tensor, setting: AttackSettings, m: int,
-                 restarts: int = 3, eps_space: str = "pixel", seed: int = 0) -> list[float]:
+                 restarts: int = 3, eps_space: str = "pixel", seed: int = 0, guide: str = "paper") -> list[float]:
     """DSR after 1..R random restarts: an image counts as defended only if every restart fails."""
     defended = torch.ones(len(y), dtype=torch.bool)
     out = []
     for r in range(restarts):
-        res = run_attack("gradient", gradient_attack(model, knn, setting, m, eps_space=eps_space, seed=seed + 1000 * r),
-                         model, knn, x, y)
+        res = run_attack("gradient", gradient_attack(model, knn, setting, m, eps_space=eps_space, seed=seed + 1000 * r,
+                                                     guide=guide), model, knn, x, y)
         defended &= res.pred == y
         out.append(float(defended.float().mean()))
     return out
 
 
 def transfer_dsr(source: nn.Module, source_knn: KNN, target: nn.Module, target_knn: KNN, x: Tensor, y: Tensor,
-                 setting: AttackSettings, m: int, eps_space: str = "pixel", seed: int = 0) -> float:
+                 setting: AttackSettings, m: int, eps_space: str = "pixel", seed: int = 0,
+                 guide: str = "paper") -> float:
     """DSR of the target kNN on adversarial images crafted against the source model (a black-box check)."""
-    adv = gradient_attack(source, source_knn, setting, m, eps_space=eps_space, seed=seed)(x, y)
+    adv = gradient_attack(source, source_knn, setting, m, eps_space=eps_space, seed=seed, guide=guide)(x, y)
     return float((predict(target, target_knn, adv) == y).float().mean())

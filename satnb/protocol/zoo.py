@@ -43,13 +43,15 @@ def attack_zoo(model: nn.Module, knn: KNN, x_test: np.ndarray | Tensor, y_test: 
     n_prefix = int(idx[-1]) + 1
     x, y = x_test[idx], y_test[idx]
     m = guide_size(knn, protocol.m)
-    out: dict = {"n_attacked": len(idx), "n_prefix": n_prefix, "m": m, "eps_space": eps_space, "settings": {}}
+    out: dict = {"n_attacked": len(idx), "n_prefix": n_prefix, "m": m, "eps_space": eps_space,
+                 "guide": protocol.guide, "settings": {}}
     for name, setting in (("small", protocol.small), ("large", protocol.large)):
         attacks = {
-            "gradient (paper)": [gradient_attack(model, knn, setting, m, eps_space=eps_space, seed=seed)],
+            "gradient (paper)": [gradient_attack(model, knn, setting, m, eps_space=eps_space, seed=seed,
+                                                guide=protocol.guide)],
             "gradient, more steps + restarts": [
                 gradient_attack(model, knn, _strong(setting, zoo.steps_factor), m, eps_space=eps_space,
-                                seed=seed + 1000 * r) for r in range(zoo.restarts)],
+                                seed=seed + 1000 * r, guide=protocol.guide) for r in range(zoo.restarts)],
             "linear-probe transfer": [probe_attack(model, knn, setting, eps_space=eps_space, seed=seed)],
             "black-box": [KNNBlackBoxAttack(model, knn, eps=setting.eps, queries=zoo.queries,
                                             eps_space=eps_space, seed=seed)],

@@ -17,6 +17,7 @@ Claim 3 is a measured fine-tuning time, the same in every cell: it gets one line
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import pandas as pd
 
@@ -48,7 +49,11 @@ def primary_cell(res: dict) -> Cell:
     """The record's primary protocol (`res["protocol"]["primary"]`), else pixel eps, paper's guide rule and attacks."""
     declared = (res.get("protocol") or {}).get("primary")
     if not isinstance(declared, dict):
-        return PRIMARY
+        # records made before the primary protocol was declared name their guide rule per evaluation, or (older
+        # still) used the authors' rule, the default then
+        guides = {r.get("guide", "authors") for models in (res.get("evaluation") or {}).values()
+                  if isinstance(models, dict) for r in models.values() if isinstance(r, dict)}
+        return replace(PRIMARY, guide=guides.pop()) if len(guides) == 1 else PRIMARY
     return Cell(**{axis: declared.get(axis, getattr(PRIMARY, axis)) for axis in AXES})
 
 
@@ -166,7 +171,10 @@ def primary_text(res: dict) -> list[str]:
             f"  attacks: {ATTACK_TEXT[primary.attacks]}",
             f"  SUP: {_sup_text(res)}",
             f"  kNN: k = {k}, m = {m} (the paper: k = {PAPER_K}, m = {PAPER_M})",
-            f"  training seeds: {', '.join(map(str, seeds(res)))}"]
+            f"  training seeds: {', '.join(map(str, seeds(res)))}",
+            *[f"  {r['setting']}: {r['value']} [{r['source']}]" for r in
+              ((res.get("protocol") or {}).get("declared") or []) if isinstance(r, dict) and {"setting", "value",
+                                                                                              "source"} <= set(r)]]
 
 
 def _spread_lines(spread: pd.DataFrame, runs: list[int]) -> list[str]:

@@ -66,8 +66,24 @@ def load_results(path) -> dict:
                 raise ValueError(f"{path}: {key}.{name} is a {type(r).__name__}, not a dict; {FIX}")
     check_entries(res, str(path))
     check_zoo(res, str(path))
+    check_grid(res, str(path))
     model_ids(res, str(path))
     return res
+
+
+def check_grid(res: dict, where: str = "the results record") -> None:
+    """Raise ValueError unless every cell of the protocol grid names its eps convention and guide rule and holds
+    evaluation and zoo records the claims can read."""
+    for i, cell in enumerate(res.get("grid") or []):
+        at = f"{where}: grid[{i}]"
+        if not isinstance(cell, dict) or not all(isinstance(cell.get(k), str) for k in ("eps_space", "guide")) or \
+                not all(isinstance(cell.get(k, {}), dict) for k in ("evaluation", "robustness")):
+            raise ValueError(f"{at} is not a grid cell (eps_space and guide names, evaluation and robustness "
+                             f"dicts); {FIX}")
+        view = {**res, "evaluation": {cell["eps_space"]: cell.get("evaluation", {})},
+                "robustness": {cell["eps_space"]: cell.get("robustness", {})}}
+        check_entries(view, at)
+        check_zoo(view, at)
 
 
 ENTRY_NUMBERS = ("acc", "dsr_small", "dsr_large", "n_attacked")
@@ -100,7 +116,8 @@ def check_entries(res: dict, where: str = "the results record") -> None:
 
 
 SECTIONS = {"settings": dict, "training": dict, "sat": dict, "baselines": dict, "robustness": dict, "models": dict,
-            "provenance": dict, "stage_seconds": dict, "sat_refresh": dict, "claims": list}
+            "provenance": dict, "stage_seconds": dict, "sat_refresh": dict, "claims": list, "sat_variants": dict,
+            "grid": list, "protocol": dict, "seeds": list}
 BITS = re.compile(r"(\d+):([0-9a-f]*)")
 
 

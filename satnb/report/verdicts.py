@@ -20,6 +20,7 @@ from statistics import NormalDist
 from satnb.core.config import ConfigError
 from satnb.core.identity import ModelId
 from satnb.core.stats import Z95, Interval
+from satnb.core.variants import ATTACK_SETS, EPS_SPACES, GUIDE_RULES
 
 HOLDS = "holds"
 FAILS = "does not hold"
@@ -191,9 +192,7 @@ def across_seeds(verdicts: Mapping[int, str]) -> str:
     return f"{MIXED if opposed else INCONCLUSIVE} (seeds disagree: {_seeds_text(groups)})"
 
 
-EPS_SPACES = ("pixel", "normalized")  # eps in pixel units in [0, 1] (the paper's text) | in the normalised tensor's
-GUIDES = ("paper", "authors")  # the guide-group rule: the paper's text | the authors' code ("guide mode 2")
-ATTACK_SETS = ("paper", "worst case")  # the paper's two attacks | the per-image worst case over the attack zoo
+GUIDES = GUIDE_RULES
 AXES = ("eps_space", "guide", "attacks")
 AXIS_WORDS = {"eps_space": "eps convention", "guide": "guide rule", "attacks": "attack set"}
 _VALUES = {"eps_space": EPS_SPACES, "guide": GUIDES, "attacks": ATTACK_SETS}

@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     import torch
 
-    from satnb.core.config import METHODS, ConfigError, get_profile
+    from satnb.core.config import METHODS, ConfigError, effective_precision, get_profile
     from satnb.experiment.run import run_experiment
     from satnb.experiment.session import start
 
@@ -139,7 +139,9 @@ def _run(args: argparse.Namespace) -> int:
         _refuse_overwrite(out, session.data.describe(), profile.name, args.force)
         _check_writable(out)
     print(f"[satnb] profile={profile.name} dataset={full.name} ({full.source}) device={device} "
-          f"threads={torch.get_num_threads()} precision={precision}", flush=True)
+          f"threads={torch.get_num_threads()} precision={effective_precision(device)}"
+          + ("" if effective_precision(device) == precision else f" (asked {precision}: this device lacks bf16 kernels)"),
+          flush=True)
     spaces = ["pixel", "normalized"] if args.eps_space == "both" else [args.eps_space]
     t0 = time.perf_counter()
     with warnings.catch_warnings():

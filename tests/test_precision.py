@@ -22,8 +22,12 @@ from satnb.protocol.evaluate import evaluate
 
 @pytest.fixture(autouse=True)
 def _bf16(monkeypatch):
-    """Each test starts at the default precision; the process's own comes back afterwards."""
+    """Each test starts at the default precision, on a CPU with bf16 kernels; the process's own comes back afterwards.
+
+    (On an AVX2-only CPU `effective_precision` runs fp32; these tests exercise the bf16 path itself.)
+    """
     monkeypatch.setattr(config, "_PRECISION", ["bf16"])
+    monkeypatch.setattr(config, "cpu_has_bf16", lambda: True)
 
 
 @pytest.fixture
@@ -87,7 +91,10 @@ def test_a_cuda_device_without_bf16_computes_in_float32(monkeypatch, has_bf16):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: has_bf16)
     assert config.effective_precision("cuda") == ("bf16" if has_bf16 else "fp32")
     assert config.effective_precision("cuda:0") == ("bf16" if has_bf16 else "fp32")
-    assert config.effective_precision("cpu") == "bf16" and config.effective_precision("mps") == "fp32"
+    assert config.effective_precision("cpu") == ("bf16" if config.cpu_has_bf16() else "fp32")
+    assert config.effective_precision("mps") == "fp32"
+    monkeypatch.setattr(config, "cpu_has_bf16", lambda: False)  # an AVX2-only CPU emulates bf16 10-20x slower
+    assert config.effective_precision("cpu") == "fp32"
     set_precision("fp32")
     assert config.effective_precision("cuda") == config.effective_precision("cpu") == "fp32"
 

@@ -387,12 +387,22 @@ def get_precision() -> str:
     return _PRECISION[0]
 
 
+def cpu_has_bf16() -> bool:
+    """True when this CPU has oneDNN's bfloat16 kernels (AVX-512 class); AVX2-only CPUs emulate them 10-20x slower."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the check: assume the kernels are there
+        return True
+
+
 def effective_precision(device: torch.device | str) -> str:
-    """The precision that runs on a device: bf16 needs a CPU or a CUDA device with bf16 support (not a T4)."""
+    """The precision that runs on a device: bf16 needs a CPU with bf16 kernels or a CUDA device with bf16 (not a T4)."""
     kind = torch.device(device).type
     if get_precision() != "bf16" or kind not in ("cpu", "cuda"):
         return "fp32"
     if kind == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        return "fp32"
+    if kind == "cpu" and not cpu_has_bf16():
         return "fp32"
     return "bf16"
 

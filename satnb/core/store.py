@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from satnb.core.config import cache_dir, effective_precision, get_precision
+from satnb.core.config import cache_dir, effective_precision
 from satnb.core.fingerprint import PACKAGE_DIR, Code, code_ids, snapshot, source_fingerprint
 from satnb.core.version import __version__
 
@@ -165,7 +165,8 @@ class Store:
         (`satnb.core.fingerprint`), not comments, docstrings, or where the definitions live.
         """
         blob = canonical_json({"stage": stage, "settings": settings, "data": data_fingerprint,
-                               "precision": get_precision(), "code": source_fingerprint(code)})
+                               "precision": effective_precision("cuda" if torch.cuda.is_available() else "cpu"),
+                               "code": source_fingerprint(code)})
         key = hashlib.blake2b(blob.encode(), digest_size=10).hexdigest()
         art = Artifact(stage, key, self.root / stage / key)
         if not (art.path / "settings.json").exists():

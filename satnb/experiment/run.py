@@ -52,10 +52,11 @@ def run_experiment(profile: Profile, full: Dataset, device: torch.device | str =
 SEEDED = ("amdim", "npid", "sup")
 
 
-def pretrained_ids(profile: Profile, methods: list[str] | tuple[str, ...], seeds: tuple[int, ...]) -> list[ModelId]:
-    """The pretrained models a run trains: each method, SUP's twins and recipe variants, and the extra seeds."""
+def pretrained_ids(profile: Profile, methods: list[str] | tuple[str, ...], seeds: tuple[int, ...],
+                   variants: bool = True) -> list[ModelId]:
+    """The pretrained models a run trains: each method, SUP's twins, its recipe variants (with the grid), the seeds."""
     ids = [*map(ModelId.pretrained, methods), *twin_ids(profile, methods)]
-    ids += [ModelId.pretrained("sup", variant=v) for v in profile.sup_variants if "sup" in methods]
+    ids += [ModelId.pretrained("sup", variant=v) for v in profile.sup_variants if "sup" in methods and variants]
     ids += [ModelId.pretrained(m, seed=s) for s in seeds if s for m in methods if m in SEEDED]
     return ids
 
@@ -78,8 +79,9 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
     """The results record of a pipeline (what a notebook session or the CLI ran), computing what is missing.
 
     `seeds` (default: the profile's) are the training seeds of the models that enter a verdict; with
-    `grid` (default: the profile's), every such model is also evaluated under the other guide rule and,
-    for each eps convention in `eps_spaces`, by the attack zoo: the cells of the protocol grid.
+    `grid` (default: the profile's), the SUP and SAT variants are trained too, and every such model is also
+    evaluated under the other guide rule and, for each eps convention in `eps_spaces`, by the attack zoo: the
+    cells of the protocol grid.
     """
     profile, data, device, studies = pipe.profile, pipe.data, pipe.device, Studies(pipe)
     seeds = tuple(profile.seeds if seeds is None else seeds)
@@ -91,7 +93,7 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
                  "stage_seconds": {}, "training": {}, "evaluation": {}, "sat": {}, "baselines": {}}
 
     t0 = time.perf_counter()
-    pretrained = pretrained_ids(profile, methods, seeds)
+    pretrained = pretrained_ids(profile, methods, seeds, variants=grid)
     for mid in pretrained:
         e, settings = pipe.train(mid), pipe.recipe(mid)
         out["training"][e.name] = {"seconds": e.train_seconds, "epochs": settings.epochs,

@@ -33,6 +33,8 @@ def profile_table() -> pd.DataFrame:
             "attacked N (grad / opt)": f"{p.protocol.n_attack} / {p.protocol.n_attack_opt}",
             **{f"{m} epochs": f"{t.epochs} ({t.encoder})" for m, t in p.train.items()},
             "SAT iterations": p.sat.iterations,
+            "training seeds": len(p.seeds),
+            "protocol grid": "yes" if p.grid else "primary only",
         })
     return pd.DataFrame(rows).set_index("profile")
 

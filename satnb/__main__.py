@@ -140,7 +140,7 @@ def _run(args: argparse.Namespace) -> int:
         _check_writable(out)
     print(f"[satnb] profile={profile.name} dataset={full.name} ({full.source}) device={device} "
           f"threads={torch.get_num_threads()} precision={effective_precision(device)}"
-          + ("" if effective_precision(device) == precision else f" (asked {precision}: this device lacks bf16 kernels)"),
+          + ("" if effective_precision(device) == precision else f" (asked {precision}: no bf16 kernels here)"),
           flush=True)
     spaces = ["pixel", "normalized"] if args.eps_space == "both" else [args.eps_space]
     t0 = time.perf_counter()

@@ -20,7 +20,8 @@ from pathlib import Path
 
 import torch
 
-from satnb.core.config import CPU_ENCODER, METHODS, TrainSettings, get_profile, parse_threads
+from satnb.core.checks import parse_threads
+from satnb.core.config import CPU_ENCODER, METHODS, TrainSettings, get_profile
 from satnb.core.dataset import profile_subset
 from satnb.core.datasets import load_dataset
 from satnb.core.stats import wilson

@@ -89,8 +89,12 @@ def test_a_library_smaller_than_k_is_refused_before_training(tiny_data, tmp_path
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-def test_a_diverged_loss_gets_advice_that_fits_the_precision_and_the_images(tiny_data, tmp_path, precision):
+def test_a_diverged_loss_gets_advice_that_fits_the_precision_and_the_images(tiny_data, tmp_path, precision,
+                                                                           monkeypatch):
+    from satnb.core import config
+
     set_precision(precision)
+    monkeypatch.setattr(config, "cpu_has_bf16", lambda: True)  # bf16 runs as bf16 even on an AVX2-only CPU
     recipe = TrainSettings("convnet", epochs=1, batch_size=16, lr=1e30, encoder_kwargs={"widths": (4,)})
     constant = dataclasses.replace(tiny_data, x_train=np.full_like(tiny_data.x_train[:32], 128),
                                    y_train=tiny_data.y_train[:32], _fingerprint=None)

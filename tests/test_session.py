@@ -5,7 +5,8 @@ import torch
 
 import satnb.experiment.session as session_mod
 from satnb.__main__ import main
-from satnb.core.config import ConfigError, get_precision, parse_switch
+from satnb.core.checks import parse_switch
+from satnb.core.config import ConfigError, get_precision
 from satnb.experiment.pipeline import Pipeline
 from satnb.experiment.session import start
 

@@ -31,3 +31,25 @@ def one_of(value: object, name: str, choices: tuple[str, ...] | list[str]) -> st
     if value not in choices:
         raise ConfigError(f"unknown {name} {value!r}; use one of {', '.join(map(str, choices))}")
     return value  # type: ignore[return-value]
+
+
+def parse_threads(value: str | int) -> int:
+    """A positive thread count (from --threads or SATNB_THREADS)."""
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise ConfigError(f"threads must be a positive integer, got {value!r}; use e.g. --threads 1 or "
+                          "SATNB_THREADS=1 (or unset SATNB_THREADS for torch's choice)")
+    return n
+
+
+def parse_switch(value: str, name: str) -> bool:
+    """An on/off setting from the environment: 1/true/yes/on or 0/false/no/off (case-insensitive)."""
+    word = str(value).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (on or off), got {value!r}; e.g. {name}=0")

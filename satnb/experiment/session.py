@@ -7,13 +7,12 @@ from dataclasses import dataclass, field
 
 import torch
 
+from satnb.core.checks import parse_switch, parse_threads
 from satnb.core.config import (
     Profile,
     get_device,
     get_precision,
     get_profile,
-    parse_switch,
-    parse_threads,
     set_precision,
 )
 from satnb.core.dataset import Dataset, profile_subset

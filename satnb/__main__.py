@@ -259,6 +259,7 @@ def _report(files: list[str]) -> int:
     from satnb.report.grid import grid_text
     from satnb.report.record import MISSING, freshness, judged_space, worst_case_view
     from satnb.report.tables import paper_table, results_frame
+    from satnb.report.tradeoff import sat_tradeoff
 
     paths = [Path(f) for f in files] or sorted(Path("results").glob("*.json"))
     if not paths:
@@ -291,6 +292,11 @@ def _report(files: list[str]) -> int:
         print()
         print(grid_text(res))
         print()
+        trade = sat_tradeoff(res)
+        if len(trade):
+            print("Claim 2 along each SAT trajectory (point estimates; the paper's accuracy cost as the limit):")
+            print(trade.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            print()
     return 0
 
 

@@ -109,3 +109,13 @@ def test_sat_variants_are_the_authors_configuration_and_the_normalised_units(tin
         tiny_pipeline.sat_settings(ModelId.sat(amdim, variant="authors"))
     with pytest.raises(ConfigError, match="unknown SAT variant"):
         tiny_pipeline.sat_settings(ModelId.sat(amdim, variant="nope"))
+
+
+def test_the_grid_judges_the_claim_models_and_the_baselines_only_with_few_labels():
+    from satnb.experiment.run import grid_ids
+
+    sup, amdim = ModelId.pretrained("sup", seed=1), ModelId.pretrained("amdim")
+    models = [amdim, sup, ModelId.pretrained("simclr"), ModelId.sat(amdim), ModelId.sat(ModelId.pretrained("simclr")),
+              ModelId.baseline("mat", base=sup), ModelId.pretrained("sup", twin="resnet18")]
+    assert grid_ids(models) == [amdim, sup, ModelId.sat(amdim)]
+    assert grid_ids(models, label_scarce=True) == [amdim, sup, ModelId.sat(amdim), ModelId.baseline("mat", base=sup)]

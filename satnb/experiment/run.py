@@ -67,9 +67,11 @@ def sat_variant_ids(profile: Profile) -> list[ModelId]:
                         variant=v) for v in profile.sat_variants]
 
 
-def grid_ids(models: list[ModelId]) -> list[ModelId]:
-    """The models the protocol grid evaluates: those that decide a claim (not SimCLR's, not the twins)."""
-    return [mid for mid in models if mid.root.method != "simclr" and not mid.root.twin]
+def grid_ids(models: list[ModelId], label_scarce: bool = False) -> list[ModelId]:
+    """The models the protocol grid evaluates: those that decide claims 1, 2 and 4 (not SimCLR's, not the twins;
+    AT, MAT and ALP only where claim 4 is judged, in the label-scarce regime)."""
+    return [mid for mid in models if mid.root.method != "simclr" and not mid.root.twin
+            and (label_scarce or mid.kind != "baseline")]
 
 
 def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
@@ -130,7 +132,8 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
 
     every = [*pretrained, *fine_tuned]
     out["models"] = {mid.name: dataclasses.asdict(mid) for mid in every}  # read back by `report.record.model_ids`
-    judged = grid_ids(every) if grid else [ModelId.pretrained(m) for m in ("sup", "amdim") if m in methods]
+    judged = (grid_ids(every, bool(profile.labelled_per_class)) if grid
+              else [ModelId.pretrained(m) for m in ("sup", "amdim") if m in methods])
     other_guide = next(g for g in GUIDE_RULES if g != profile.protocol.guide)
     cells = [{"eps_space": space, "guide": other_guide, "evaluation": {}, "robustness": {}}
              for space in eps_spaces] if grid else []

@@ -37,6 +37,9 @@ def test_profile_refuses_bad_seeds_and_variants():
     for seeds in ((), (1, 2), (0, 0), (0, -1)):
         with pytest.raises(ConfigError, match="seeds="):
             quick.replace(seeds=seeds)
+    assert quick.grid_seeds == 1  # the cells beside the primary: seed 0 only at quick (cost)
+    with pytest.raises(ConfigError, match="grid_seeds=0"):
+        quick.replace(grid_seeds=0)
     with pytest.raises(ConfigError, match="unknown SUP recipe variant"):
         quick.replace(sup_variants=("nope",))
     assert set(quick.sup_variants) <= set(RECIPE_VARIANTS)

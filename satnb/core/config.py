@@ -190,6 +190,7 @@ class Profile:
     sat_variants: tuple[str, ...] = ("authors", "normalized")  # SAT (AMDIM) variants a grid run adds (SAT_VARIANTS)
     # the protocol grid: every claim model also evaluated under the other eps convention and guide rule
     grid: bool = True
+    grid_seeds: int | None = None  # the cells beside the primary judge the first this many seeds (None: all)
     fallback_to_digits: bool = True  # smaller profiles may run on sklearn digits offline
 
     def __post_init__(self) -> None:
@@ -197,6 +198,9 @@ class Profile:
                 any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ConfigError(f"seeds={self.seeds!r} must be distinct non-negative integers including 0 (the "
                               "profile's own run), e.g. (0, 1, 2)")
+        if self.grid_seeds is not None and (isinstance(self.grid_seeds, bool) or not isinstance(self.grid_seeds, int)
+                                            or self.grid_seeds < 1):
+            raise ConfigError(f"grid_seeds={self.grid_seeds!r} must be a positive number of seeds or None (all)")
         unknown = [v for v in self.sup_variants if v not in RECIPE_VARIANTS]
         if unknown:
             raise ConfigError(f"unknown SUP recipe variant(s) {', '.join(unknown)}; use {', '.join(RECIPE_VARIANTS)}")
@@ -292,7 +296,7 @@ PROFILES: dict[str, Profile] = {
         sat=SATSettings(iterations=40, batch_size=100, refresh_every=10, eval_every=20),
         baselines=BaselineSettings(epochs=2, batch_size=100, lr=0.02, weight_decay=5e-4, optimizer="sgd",
                                    schedule="cosine", warmup_epochs=0.2), curve_every=1,
-        refresh_check_iterations=40, seeds=(0, 1, 2),
+        refresh_check_iterations=40, seeds=(0, 1, 2), grid_seeds=1,
     ),
     # the reference run: all of CIFAR-10 (45 000-image library, 5 000 held out as the authors do), N = 1 000
     "cpu": Profile(

@@ -134,6 +134,8 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
     out["models"] = {mid.name: dataclasses.asdict(mid) for mid in every}  # read back by `report.record.model_ids`
     judged = (grid_ids(every, bool(profile.labelled_per_class)) if grid
               else [ModelId.pretrained(m) for m in ("sup", "amdim") if m in methods])
+    if profile.grid_seeds is not None:  # the cells beside the primary judge the first seeds only (cost)
+        judged = [mid for mid in judged if mid.seed < profile.grid_seeds]
     other_guide = next(g for g in GUIDE_RULES if g != profile.protocol.guide)
     cells = [{"eps_space": space, "guide": other_guide, "evaluation": {}, "robustness": {}}
              for space in eps_spaces] if grid else []

@@ -34,7 +34,8 @@ def profile_table() -> pd.DataFrame:
             **{f"{m} epochs": f"{t.epochs} ({t.encoder})" for m, t in p.train.items()},
             "SAT iterations": p.sat.iterations,
             "training seeds": len(p.seeds),
-            "protocol grid": "yes" if p.grid else "primary only",
+            "protocol grid": (f"yes ({'all seeds' if p.grid_seeds is None else f'{p.grid_seeds} seed(s)'} beside "
+                              "the primary)") if p.grid else "primary only",
         })
     return pd.DataFrame(rows).set_index("profile")
 

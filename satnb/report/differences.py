@@ -80,8 +80,9 @@ def _smoothing(res: dict | None) -> str:
     return (f"- SUP is trained with plain cross-entropy, as the paper's; label smoothing 0.1 (our earlier recipe) is "
             f"the variant `{smooth.name}`. On `results/{QUICK_FILE}` ({_state(res)}): clean accuracy {_pct(a['acc'])} "
             f"plain vs {_pct(b['acc'])} smoothed, DSR small under the paper's gradient attack {_pct(a['dsr_small'])} "
-            f"vs {_pct(b['dsr_small'])}{worst}. A gain that vanishes under stronger attacks is gradient masking; "
-            "the report judges claim 1 with the plain SUP and shows the variant beside it.")
+            f"vs {_pct(b['dsr_small'])}{worst} (the first seed, N = {a['n_attacked']}). The primary SUP is the plain "
+            "one; the report shows the variant beside it, and a gain that vanished under stronger attacks would be "
+            "gradient masking.")
 
 
 def known_differences(directory: Path | str | None = None) -> str:

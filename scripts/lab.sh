@@ -7,4 +7,4 @@ source "$(dirname "$0")/_env.sh"
 export SATNB_PROFILE=${SATNB_PROFILE:-quick}
 echo "[lab] profile=$SATNB_PROFILE data=${SATNB_DATA:-<resolved by satnb>}"
 root=(); [ "$(id -u)" != 0 ] || root=(--allow-root)   # containers often run as root
-exec .venv/bin/jupyter lab notebooks/ "${root[@]}" "$@"
+exec "${SATNB_VENV:-.venv}"/bin/jupyter lab notebooks/ "${root[@]}" "$@"

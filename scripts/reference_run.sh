@@ -23,14 +23,14 @@ for stage in ${STAGES:-train sat baselines evaluate robustness}; do
   esac
   t0=$(date +%s)
   echo "[reference] stage $stage (--stages $stages, $THREADS threads)"
-  .venv/bin/python -m satnb run --profile cpu --stages "$stages" --threads "$THREADS" --quiet \
+  "${SATNB_VENV:-.venv}"/bin/python -m satnb run --profile cpu --stages "$stages" --threads "$THREADS" --quiet \
     --out "$TMP/$stage.json"
   printf '%s\t%s\t%s\t%s\t%s\n' "$stage" "$(( $(date +%s) - t0 ))" "$(date -u +%FT%TZ)" \
     "$(git rev-parse --short HEAD)" "$THREADS" >> "$LOG"
 done
 if [ -z "${STAGES:-}" ] || [ "${COLLECT:-0}" = 1 ]; then
   echo "[reference] collecting every stage into results/cpu-cifar10.json"
-  .venv/bin/python -m satnb run --profile cpu --threads "$THREADS" --quiet --out results/cpu-cifar10.json --force
-  .venv/bin/python -m satnb report results/cpu-cifar10.json
+  "${SATNB_VENV:-.venv}"/bin/python -m satnb run --profile cpu --threads "$THREADS" --quiet --out results/cpu-cifar10.json --force
+  "${SATNB_VENV:-.venv}"/bin/python -m satnb report results/cpu-cifar10.json
 fi
 echo "[reference] took $(( $(date +%s) - start )) s"

@@ -2,5 +2,5 @@
 # The README's test command: set up the venv if needed, then run the test suite.
 set -euo pipefail
 source "$(dirname "$0")/_env.sh"
-.venv/bin/python -m pytest "$@"
+"${SATNB_VENV:-.venv}"/bin/python -m pytest "$@"
 echo "[test] took $(( $(date +%s) - start )) s"

@@ -132,3 +132,17 @@ def test_encoders_come_from_evaluation_then_training_then_settings():
     del res["settings"]
     assert record.encoder_name(res, "mat") == record.MISSING
     assert record.settings_encoder_name("convnet", {"widths": (8, 16)}) == "convnet widths 8-16"
+
+
+def test_every_model_a_profile_can_make_has_a_label_without_its_record():
+    """Seeds and variants included: a chapter that labels a committed run's model by name never fails."""
+    from satnb.core.config import get_profile
+    from satnb.experiment.run import grid_ids, pretrained_ids, sat_variant_ids
+
+    quick = get_profile("quick")
+    made = pretrained_ids(quick, ("amdim", "npid", "simclr", "sup"), quick.seeds) + sat_variant_ids(quick)
+    made += [ModelId.sat(m) for m in made if m.method in ("amdim", "npid", "simclr") and not m.variant]
+    made += [ModelId.baseline(b, base=m) for m in made if m.method == "sup" and not m.variant for b in ("at", "mat")]
+    assert len(grid_ids(made)) > 10
+    for mid in made:
+        assert record.label(mid.name) == mid.label

@@ -27,6 +27,7 @@ from satnb.core import stats
 from satnb.core.config import PROFILES
 from satnb.core.fingerprint import PACKAGE_DIR, code_ids
 from satnb.core.identity import BASELINES, PRETRAINED, SSL, ModelId, supervised_twin
+from satnb.core.variants import SAT_VARIANTS
 from satnb.defences import SAT_OBJECTIVES
 from satnb.experiment.run import STAGE_CODE, stage_fingerprints
 
@@ -278,9 +279,15 @@ def _twins(settings: Mapping) -> dict[str, ModelId]:
 
 def _candidates(settings: Mapping, objectives: tuple[str, ...]) -> list[ModelId]:
     """Every model a run with these settings can make: pretrained, twins, SAT of each seed, the baselines."""
-    return [*(ModelId.pretrained(m) for m in PRETRAINED), *dict.fromkeys(_twins(settings).values()),
-            *(ModelId.sat(s, objective=o) for s in SSL for o in objectives),
-            *(ModelId.baseline(b) for b in BASELINES)]
+    out = [*dict.fromkeys(_twins(settings).values())]
+    for seed in settings.get("seeds") or (0,):
+        pre = [ModelId.pretrained(m, seed=seed) for m in PRETRAINED]
+        out += [*pre, *(ModelId.sat(b, objective=o) for b in pre if b.method in SSL for o in objectives),
+                *(ModelId.baseline(m, base=pre[PRETRAINED.index("sup")]) for m in BASELINES)]
+    out += [ModelId.pretrained("sup", variant=v) for v in settings.get("sup_variants") or ()]
+    out += [ModelId.sat(ModelId.pretrained("amdim"), objective=SAT_VARIANTS[v].get("objective", o), variant=v)
+            for v in settings.get("sat_variants") or () if v in SAT_VARIANTS for o in objectives[:1]]
+    return out
 
 
 @lru_cache(maxsize=1)

@@ -138,9 +138,10 @@ def _run(args: argparse.Namespace) -> int:
     if args.out is None:
         _refuse_overwrite(out, session.data.describe(), profile.name, args.force)
         _check_writable(out)
+    runs_in = effective_precision(device)
     print(f"[satnb] profile={profile.name} dataset={full.name} ({full.source}) device={device} "
-          f"threads={torch.get_num_threads()} precision={effective_precision(device)}"
-          + ("" if effective_precision(device) == precision else f" (asked {precision}: no bf16 kernels here)"),
+          f"threads={torch.get_num_threads()} precision={runs_in}"
+          + ("" if runs_in == precision else f" (asked {precision}: no bf16 kernels here)"),
           flush=True)
     spaces = ["pixel", "normalized"] if args.eps_space == "both" else [args.eps_space]
     t0 = time.perf_counter()

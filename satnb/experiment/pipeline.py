@@ -230,9 +230,9 @@ class Pipeline:
 
     def sat_settings(self, mid: ModelId) -> tuple[SATSettings, str]:
         """The SAT settings and eps convention of a SAT model: the profile's, its variant's changes, its overrides."""
-        changes = dict(SAT_VARIANTS.get(mid.variant, {})) if mid.variant else {}
         if mid.variant and mid.variant not in SAT_VARIANTS:
             raise ConfigError(f"unknown SAT variant {mid.variant!r}; use one of {', '.join(SAT_VARIANTS)}")
+        changes = dict(SAT_VARIANTS.get(mid.variant, {}))
         eps_space = changes.pop("eps_space", "pixel")
         if changes.get("objective", mid.objective) != mid.objective:
             raise ConfigError(f"the SAT variant {mid.variant!r} trains with the {changes['objective']!r} objective; "

@@ -152,10 +152,10 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
         out["stage_seconds"]["evaluate"] = time.perf_counter() - t0
     if "robustness" in stages:
         t0 = time.perf_counter()
-        out["robustness"] = {space: {mid.name: _slim(studies.robustness(mid, eps_space=space))
-                                     for mid in (every if i == 0 else judged if grid else [])}
-                             for i, space in enumerate(eps_spaces)}
-        out["robustness"] = {space: zoo for space, zoo in out["robustness"].items() if zoo}
+        # the first convention: every model; the others: the grid's models, and none without the grid
+        zoo_spaces = {space: every if i == 0 else judged for i, space in enumerate(eps_spaces) if i == 0 or grid}
+        out["robustness"] = {space: {mid.name: _slim(studies.robustness(mid, eps_space=space)) for mid in ids}
+                             for space, ids in zoo_spaces.items() if ids}
         for cell in cells:
             cell["robustness"] = {mid.name: _slim(studies.robustness(mid, eps_space=cell["eps_space"],
                                                                      guide=other_guide)) for mid in judged}

@@ -8,17 +8,8 @@ the authors' SAT configuration) is a named variant judged beside the primary, ne
 from __future__ import annotations
 
 from satnb.core.config import Profile
-from satnb.core.variants import EPS_SPACES, GUIDE_RULES
 
 PAPER, CODE, OURS = "the paper's text", "the authors' code (the text is silent)", "ours (paper and code are silent)"
-
-# the grid of protocols around the primary: each axis, its primary value first
-AXES: dict[str, tuple[str, ...]] = {
-    "eps convention": EPS_SPACES,  # pixel units in [0, 1] (paper's text) | normalised tensor (authors' code)
-    "guide rule": GUIDE_RULES,  # the paper's "nearest group of a different class" | the authors' "guide mode 2"
-    "attack set": ("paper", "worst case"),  # the paper's two attacks | the per-image worst case over the attack zoo
-}
-
 
 def declared_protocol(profile: Profile) -> list[dict]:
     """The primary protocol's settings in this profile: one row (setting, value, source) each."""

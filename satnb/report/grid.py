@@ -21,13 +21,13 @@ from dataclasses import replace
 
 import pandas as pd
 
+from satnb.core.variants import GUIDE_RULES
 from satnb.report.claims import CLAIMS, RULES, Claim, assess, named_models, seeds
 from satnb.report.record import MISSING, worst_case_view
 from satnb.report.verdicts import (
     ATTACK_SETS,
     AXES,
     EPS_SPACES,
-    GUIDES,
     PRIMARY,
     Cell,
     across_cells,
@@ -88,7 +88,7 @@ def cells(res: dict) -> list[Cell]:
     primary = primary_cell(res)
     found = [primary]
     for space in EPS_SPACES:
-        for guide in sorted(GUIDES, key=lambda g: g != primary.guide):
+        for guide in sorted(GUIDE_RULES, key=lambda g: g != primary.guide):
             ev, zoo = _records(res, space, guide)
             for attacks in ATTACK_SETS:
                 cell = Cell(space, guide, attacks)

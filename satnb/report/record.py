@@ -285,8 +285,8 @@ def _candidates(settings: Mapping, objectives: tuple[str, ...]) -> list[ModelId]
         out += [*pre, *(ModelId.sat(b, objective=o) for b in pre if b.method in SSL for o in objectives),
                 *(ModelId.baseline(m, base=pre[PRETRAINED.index("sup")]) for m in BASELINES)]
     out += [ModelId.pretrained("sup", variant=v) for v in settings.get("sup_variants") or ()]
-    out += [ModelId.sat(ModelId.pretrained("amdim"), objective=SAT_VARIANTS[v].get("objective", o), variant=v)
-            for v in settings.get("sat_variants") or () if v in SAT_VARIANTS for o in objectives[:1]]
+    out += [ModelId.sat(ModelId.pretrained("amdim"), objective=SAT_VARIANTS[v].get("objective", objectives[0]),
+                        variant=v) for v in settings.get("sat_variants") or () if v in SAT_VARIANTS]
     return out
 
 

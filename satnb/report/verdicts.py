@@ -192,10 +192,9 @@ def across_seeds(verdicts: Mapping[int, str]) -> str:
     return f"{MIXED if opposed else INCONCLUSIVE} (seeds disagree: {_seeds_text(groups)})"
 
 
-GUIDES = GUIDE_RULES
 AXES = ("eps_space", "guide", "attacks")
 AXIS_WORDS = {"eps_space": "eps convention", "guide": "guide rule", "attacks": "attack set"}
-_VALUES = {"eps_space": EPS_SPACES, "guide": GUIDES, "attacks": ATTACK_SETS}
+_VALUES = {"eps_space": EPS_SPACES, "guide": GUIDE_RULES, "attacks": ATTACK_SETS}
 _LABELS = {"eps_space": {"pixel": "pixel eps", "normalized": "normalized eps"},
            "guide": {"paper": "paper's guide rule", "authors": "authors' guide rule"},
            "attacks": {"paper": "paper's attacks", "worst case": "worst case of the attack zoo"}}

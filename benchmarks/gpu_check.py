@@ -4,7 +4,7 @@
                                                  [--budget-s S]
 
 Every stage is timed at the `paper` profile's real architectures (AMDIM ndf 128 / n_rkhs 128 / depth 3,
-ResNet-18) and batch sizes, as satnb's own code runs it, on the device `satnb.core.config.get_device()` picks
+ResNet-18) and batch sizes, as satnb's own code runs it, on the device `satnb.core.environment.get_device()` picks
 (SATNB_DEVICE, else CUDA when there is one) at the precision `satnb.core.config.effective_precision` gives it:
 
 - pretraining: real training steps of each method of the `paper` and `gpu` profiles (amdim, npid, simclr,
@@ -299,7 +299,8 @@ class Check:
     """The benchmark's state: device, data, models, measurements (the record) and where it is written."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from satnb.core.config import PROFILES, effective_precision, get_device
+        from satnb.core.config import PROFILES, effective_precision
+        from satnb.core.environment import get_device
 
         self.plan = TINY if args.tiny else FULL
         self.device = get_device()
@@ -698,6 +699,7 @@ def project(pname: str, rec: dict) -> dict:
     n_train = P.n_train or CIFAR10_TRAIN
     n_test = P.n_test or CIFAR10_TEST
     n_lib = P.n_library or n_train
+    N_ATTACK = P.protocol.n_attack or n_test  # noqa: N806 (None: every correct test image; the test set bounds it)
     twins = P.supervised_twins()
     recipes = {**P.train, **twins}
     terms: dict[str, dict] = {}
@@ -726,13 +728,13 @@ def project(pname: str, rec: dict) -> dict:
             "n_test_measured": _get(rec, "predict_test", a, "n_test")})
         term(f"gradient-attacks:{arch}", None,
              "n_attack * (small_s_per_image + large_s_per_image + noise_small_s_per_image + noise_large_s_per_image)",
-             lambda a=arch: {"n_attack": P.protocol.n_attack, **{
+             lambda a=arch: {"n_attack": N_ATTACK, **{
                  f"{k}_s_per_image": _get(rec, "gradient_attacks", a, k, "seconds_per_image")
                  for k in ("small", "large", "noise_small", "noise_large")}})
         term(f"trajectory-eval:{arch}", None, "library_s + predict_s + gradient_attacks_s", lambda a=arch: {
             "library_s": terms[f"library:{a}"]["seconds"], "predict_s": terms[f"predict:{a}"]["seconds"],
             "gradient_attacks_s": terms[f"gradient-attacks:{a}"]["seconds"]})
-        n_opt = min(P.protocol.n_attack_opt, P.protocol.n_attack)
+        n_opt = min(P.protocol.n_attack_opt, N_ATTACK)
         term(f"optimization-attack:{arch}", None,
              "measured_s * (binary_search_steps / rounds_measured) * ((steps + 1) / (steps_measured + 1))"
              " * ceil(n_opt / batch) / ceil(n_measured / batch)", lambda a=arch, n_opt=n_opt: {
@@ -740,7 +742,7 @@ def project(pname: str, rec: dict) -> dict:
                  "binary_search_steps": P.protocol.opt_binary_steps, "rounds_measured": measured_plan["opt_rounds"],
                  "steps": P.protocol.opt_steps, "steps_measured": measured_plan["opt_steps"], "n_opt": n_opt,
                  "n_measured": _get(rec, "optimization_attack", a, "n_images"), "batch": OPT_BATCH})
-        n_zoo = P.zoo.n_images or P.protocol.n_attack
+        n_zoo = P.zoo.n_images or N_ATTACK
         per_image = " + ".join(f"{s}_{i} * {scale}" for s in ("small", "large")
                                for i, scale in zip(range(4), ("1", "strong_scale", "1", "queries_scale")))
         term(f"zoo-per-image:{arch}", None, per_image, lambda a=arch: {
@@ -819,7 +821,7 @@ def project(pname: str, rec: dict) -> dict:
                                 "optimization_s": comp(f"optimization-attack:{arch}")})
         term(f"robustness:{model}", "robustness", "fixed_s + predict_s + n_zoo * per_image_s + min_norm_s",
              lambda arch=arch: {"fixed_s": _get(rec, "attack_zoo", arch, "fixed_seconds"),
-                                "predict_s": comp(f"predict:{arch}"), "n_zoo": P.zoo.n_images or P.protocol.n_attack,
+                                "predict_s": comp(f"predict:{arch}"), "n_zoo": P.zoo.n_images or N_ATTACK,
                                 "per_image_s": comp(f"zoo-per-image:{arch}"),
                                 "min_norm_s": comp(f"zoo-min-norm:{arch}")})
     for model in ("sup", "amdim"):

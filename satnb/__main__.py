@@ -256,7 +256,9 @@ def _load(path: Path) -> dict:
 
 def _report(files: list[str]) -> int:
     from satnb.report.cells import with_intervals
-    from satnb.report.claims import assess
+    from satnb.report.claims import assess, seeds
+    from satnb.report.cost import cost_text
+    from satnb.report.frontier import frontier_text
     from satnb.report.grid import grid_text
     from satnb.report.record import MISSING, freshness, judged_space, worst_case_view
     from satnb.report.tables import paper_table, results_frame
@@ -295,9 +297,14 @@ def _report(files: list[str]) -> int:
         print()
         trade = sat_tradeoff(res)
         if len(trade):
-            print("Claim 2 along each SAT trajectory (point estimates; the paper's accuracy cost as the limit):")
+            print("Claim 2 along each SAT trajectory (the paper's accuracy cost as the limit; paired 95% intervals in "
+                  "points against the starting point where the trajectory keeps per-image outcomes):")
             print(trade.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
             print()
+        for lines in (cost_text(res, seeds(res)), frontier_text(res, seeds(res))):
+            if lines:
+                print("\n".join(lines))
+                print()
     return 0
 
 

@@ -82,7 +82,8 @@ import platform
 
 import torch
 
-from satnb.core.config import effective_precision, get_device, get_precision
+from satnb.core.config import effective_precision, get_precision
+from satnb.core.environment import get_device
 
 print(f"python {platform.python_version()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
       f"{torch.get_num_threads()} CPU threads")

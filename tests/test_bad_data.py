@@ -173,7 +173,7 @@ def test_truncated_mnist_is_one_error(monkeypatch, tmp_path, gz):
 
 
 def test_a_full_disk_says_so_and_where(monkeypatch, tmp_path):
-    from satnb.core.config import cache_dir
+    from satnb.core.environment import cache_dir
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")

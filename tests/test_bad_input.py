@@ -17,9 +17,10 @@ from torch import nn
 
 from satnb.__main__ import main
 from satnb.attacks import KNNGradientAttack, KNNOptimizationAttack
-from satnb.core.config import ConfigError, cache_dir
+from satnb.core.config import ConfigError
 from satnb.core.dataset import DataError
 from satnb.core.datasets import CIFAR10_CLASSES, load_dataset
+from satnb.core.environment import cache_dir
 from satnb.core.npz import load_npz
 from satnb.core.store import ArtifactError, Store, atomic_write_bytes
 from satnb.knn.classifier import KNN

@@ -27,7 +27,8 @@ def record(rng, p_correct, p_survive, n_attack=300, l2_scale=None, p_broken=1.0,
     if l2_scale is not None:
         l2 = rng.exponential(l2_scale, 100)
         broken = rng.random(100) < p_broken
-        r.update(opt_n=100, l2_all_norm=[float(v) if b else None for v, b in zip(l2, broken)])
+        values = [float(v) if b else None for v, b in zip(l2, broken)]
+        r.update(opt_n=100, l2_all_norm=values, l2_all_px=list(values))
     return r
 
 
@@ -239,8 +240,8 @@ def _satnb_imports(module: str) -> set[str]:
 def test_claims_import_no_presentation_module():
     """The claims are pure functions of a results record: from satnb they import core, `report.record`, the rules."""
     direct = _satnb_imports("claims")
-    assert direct and all(m.startswith(("satnb.core", "satnb.report.record", "satnb.report.verdicts"))
-                          for m in direct), direct
+    assert direct and all(m.startswith(("satnb.core", "satnb.report.record", "satnb.report.verdicts",
+                                        "satnb.report.paired")) for m in direct), direct
     assert all(m.startswith("satnb.core") for m in _satnb_imports("verdicts"))  # the rules: core only
     reached, todo = set(), ["claims"]
     while todo:  # every report module the claims reach through any chain of imports
@@ -248,7 +249,7 @@ def test_claims_import_no_presentation_module():
         reached.add(module)
         todo += [m.split(".")[2] for m in _satnb_imports(module) if m.startswith("satnb.report.")
                  and m.split(".")[2] in satnb.report.MODULES and m.split(".")[2] not in reached]
-    assert reached == {"claims", "record", "verdicts"}
+    assert reached == {"claims", "paired", "record", "verdicts"}
 
 
 def test_claim3_at_zero_seconds_is_no_evidence():
@@ -266,3 +267,35 @@ def test_claim3_at_zero_seconds_is_no_evidence():
     assert c.verdict == "inconclusive at this N" and "SAT's starting model (AMDIM) already has it" in c.evidence
     res["sat"]["amdim"]["trajectory"] = []
     assert claims.claim3(res).verdict == "not tested"
+
+
+def _strong(r, l2_px, guide="paper"):
+    """An authors'-budget record (`protocol.zoo.strong_l2`) of the same model's first attacked images."""
+    return {"opt_n": len(l2_px), "l2_all_px": l2_px, "l2_all_norm": l2_px, "guide": guide,
+            "binary_search_steps": 10, "steps": 500}
+
+
+def test_claim1_l2_leg_reads_the_authors_budget_where_recorded():
+    rng = np.random.default_rng(7)
+    ev = models(rng)
+    for name in ("amdim", "sup"):
+        ev[name]["guide"] = "paper"
+        ev[name]["l2_all_px"] = ev[name].pop("l2_all_norm")
+    first = claims.assess(run(ev))[0]
+    base = next(k for k in first.comparisons if k.metric.startswith("median L2"))
+    assert base.metric == "median L2 (pixel)" and base.verdict == "holds"  # AMDIM's L2 2x SUP's
+    # the authors' budget breaks AMDIM's images at a tenth of the weak attack's L2: the L2 leg now fails
+    strong = {"amdim": _strong(ev["amdim"], [0.1] * 100), "sup": _strong(ev["sup"], [1.0] * 100)}
+    res = run(ev)
+    res["strong_l2"] = strong
+    leg = next(k for c in claims.assess(res) if c.number == 1 for k in c.comparisons if "L2" in k.metric)
+    assert leg.metric == "median L2 (pixel) at the authors' budget" and leg.verdict == "does not hold"
+    assert leg.diff.value == pytest.approx(-0.9)
+    # a record of the other guide rule is not this evaluation's: left alone
+    other = claims.with_strong_l2(ev, {"amdim": _strong(ev["amdim"], [0.1] * 100, guide="authors")})
+    assert other["amdim"] is ev["amdim"]
+    # in the worst-case view each image keeps the smaller of the two L2s
+    worst = {**ev["amdim"], "attack_set": "worst case", "l2_all_px": [0.05] * 50 + [None] * 50}
+    merged = claims.with_strong_l2({"amdim": worst}, {"amdim": _strong(worst, [0.1] * 99 + [None])})["amdim"]
+    assert merged["l2_all_px"][:50] == [0.05] * 50 and merged["l2_all_px"][50:99] == [0.1] * 49
+    assert merged["l2_all_px"][99] is None

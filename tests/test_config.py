@@ -10,23 +10,26 @@ from satnb.core.config import (
     Profile,
     ProtocolSettings,
     ZooSettings,
-    get_device,
     get_profile,
 )
+from satnb.core.environment import get_device
 from satnb.core.identity import ModelId
 
 
 def test_profiles_exist_and_grow():
     sizes = [get_profile(n) for n in PROFILE_NAMES]
     assert [p.name for p in sizes] == list(PROFILE_NAMES)
-    # each larger profile attacks more images and trains longer
-    n = [p.protocol.n_attack for p in sizes]
+    # each larger profile attacks more images (the paper's N as a sub-view) and trains longer; from quick up the
+    # gradient attacks take every correctly classified test image
+    n = [p.protocol.n_subview for p in sizes]
     assert n[0] < n[1] < n[2] <= n[3]
+    assert sizes[0].protocol.n_attack == 40 and all(p.protocol.n_attack is None for p in sizes[1:])
     for small, big in zip(sizes, sizes[1:]):
         assert all(small.train[m].epochs <= big.train[m].epochs for m in small.train)
     paper = get_profile("paper")
     protocol = paper.protocol
-    assert (protocol.k, protocol.m, protocol.n_attack) == (75, 300, 1000)
+    assert (protocol.k, protocol.m, protocol.n_subview) == (75, 300, 1000)
+    assert (paper.zoo.strong_opt_binary_steps, paper.zoo.strong_opt_steps) == (10, 500)  # the authors' budget
     assert (protocol.small.eps, protocol.small.step, protocol.small.steps) == (0.03, 0.005, 10)
     assert (protocol.large.eps, protocol.large.step, protocol.large.steps) == (0.06, 0.005, 20)
     assert paper.train["amdim"].epochs == 300 and paper.train["amdim"].lr == 2e-4
@@ -114,7 +117,7 @@ def test_every_cpu_profile_compares_on_one_encoder_and_paper_gets_a_twin():
 def test_cpu_profile_is_full_cifar10_with_the_authors_library():
     p = get_profile("cpu")
     assert p.n_train is None and p.n_test is None and p.n_library == 45000
-    assert p.protocol.n_attack == 1000 and p.protocol.n_attack_opt >= 500
+    assert p.protocol.n_attack is None and p.protocol.n_subview == 1000 and p.protocol.n_attack_opt >= 500
     assert (p.zoo.n_images or p.protocol.n_attack) >= 500
     assert p.train["sup"].label_smoothing == 0 and p.train["sup"].optimizer == "sgd"  # the paper's plain SUP
     assert p.train["sup"].schedule == "onecycle" and p.train["sup"].warmup_epochs > 0

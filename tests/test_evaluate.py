@@ -208,3 +208,49 @@ def test_label_scarce_regime_gives_labels_only_to_the_library(tiny_profile, tiny
     assert pipe.baseline(ModelId.baseline("at")) is at
     with pytest.raises(ConfigError, match="labelled_per_class=999"):
         Pipeline(tiny_profile.replace(labelled_per_class=999), tiny_data, Store(tmp_path), progress=False)
+
+
+def test_every_correct_image_is_attacked_and_the_papers_n_is_a_sub_view(tiny_pipeline):
+    import dataclasses
+
+    from satnb.core import stats
+
+    pipe, data = tiny_pipeline, tiny_pipeline.data
+    model, knn = pipe.entry("sup").model, pipe.library("sup")
+    protocol = dataclasses.replace(pipe.profile.protocol, n_attack=None, n_subview=10)
+    out = evaluate(model, knn, data.x_test, data.y_test, protocol, optimization=False, progress=False)
+    correct = stats.unpack_bits(out["per_image"]["correct"])[: len(data.y_test)]
+    assert out["n_attacked"] == int(correct.sum()) and out["n_subview"] == 10
+    assert out["n_prefix"] == int(np.flatnonzero(correct)[-1]) + 1
+    survived = stats.unpack_bits(out["per_image"]["survived_small"])[: out["n_attacked"]]
+    assert out["dsr_small"] == pytest.approx(survived.mean())
+    assert out["dsr_small_subview"] == pytest.approx(survived[:10].mean())  # the first 10 attacked images
+    assert protocol.attack_count(7) == 7 and dataclasses.replace(protocol, n_attack=5).attack_count(7) == 5
+    with pytest.raises(ConfigError, match="n_subview=0 must be a positive number"):
+        dataclasses.replace(protocol, n_subview=0)
+    with pytest.raises(ConfigError, match="or None"):
+        dataclasses.replace(protocol, n_attack=0)
+
+
+def test_strong_l2_runs_the_optimisation_attack_at_its_own_budget(tiny_pipeline):
+    import dataclasses
+
+    from satnb.protocol.zoo import strong_l2
+
+    pipe, data = tiny_pipeline, tiny_pipeline.data
+    model, knn, p = pipe.entry("sup").model, pipe.library("sup"), pipe.profile
+    zoo = dataclasses.replace(p.zoo, strong_opt_binary_steps=2, strong_opt_steps=5, strong_opt_images=4)
+    out = strong_l2(model, knn, data.x_test, data.y_test, p.protocol, zoo, progress=False)
+    assert (out["binary_search_steps"], out["steps"], out["opt_n"]) == (2, 5, 4)
+    assert len(out["l2_all_px"]) == 4 and out["guide"] == p.protocol.guide and out["seconds"] > 0
+    # broken images are listed with their L2, and an image counts as broken only if the kNN is fooled
+    assert out["opt_unbroken"] == sum(v is None for v in out["l2_all_px"])
+
+
+def test_trajectory_points_keep_per_image_outcomes(tiny_pipeline):
+    from satnb.experiment.pipeline import TRAJECTORY_FIELDS
+
+    pipe = tiny_pipeline
+    point = pipe._trajectory_point(pipe.entry("sup").model)
+    assert set(point) == set(TRAJECTORY_FIELDS)
+    assert {"correct", "survived_small", "survived_large"} <= set(point["per_image"])

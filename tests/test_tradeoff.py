@@ -45,3 +45,29 @@ def test_slope_and_the_table_of_a_record():
     # AMDIM's paper cost (10.1 points) admits this run's 10; NPID's (5.2) admits only the start: no gain
     assert table["at iteration"].tolist() == [40, 0]
     assert table["best robust-small gain within it"].tolist() == pytest.approx([0.05, 0.0])
+
+
+def test_best_point_has_paired_intervals_when_the_trajectory_keeps_outcomes():
+    import numpy as np
+
+    from satnb.core import stats
+
+    rng = np.random.default_rng(3)
+    correct = rng.random(1000) < 0.8
+
+    def row(it, survive, lose):
+        c = correct & (rng.random(1000) >= lose)
+        s = rng.random(int(c.sum())) < survive
+        return {"iteration": it, "acc": float(c.mean()), "robust_small": float(s.sum() / 1000),
+                "dsr_small": float(s.mean()), "n_attacked": int(c.sum()), "n_prefix": 1000,
+                "per_image": {"correct": stats.pack_bits(c), "survived_small": stats.pack_bits(s)}}
+
+    traj = [row(0, 0.1, 0.0), row(20, 0.5, 0.05)]
+    best = tradeoff.best_point(traj, max_cost=0.101)
+    assert best["iteration"] == 20
+    assert best["gain_ci"].lo > 0.2 and best["gain_ci"].value == pytest.approx(best["gain"])
+    assert best["acc_cost_ci"].value == pytest.approx(best["acc_cost"]) and best["acc_cost_ci"].lo > 0
+    table = tradeoff.sat_tradeoff({"sat": {"amdim": {"trajectory": traj}}})
+    assert table["gain 95% interval"].iloc[0].startswith("[+")
+    assert tradeoff.sat_tradeoff({"sat": {"amdim": {"trajectory": [_row(0, 0.8, 0.5, 0.3)]}}})[
+        "gain 95% interval"].iloc[0] == ""

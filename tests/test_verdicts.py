@@ -78,7 +78,7 @@ def claim1_pair(a_only: int, b_only: int, n: int = 400, w: int = 40):
                                          np.r_[large_a, extra]),
                                         ("sup", np.r_[np.ones(c, bool), np.zeros(w, bool)], shared, large_b)):
         out[name] = {"acc": float(correct.mean()), "dsr_small": float(small.mean()), "dsr_large": float(large.mean()),
-                     "n_attacked": len(small), "n_prefix": n, "opt_n": 50, "l2_all_norm": [1.0] * 50,
+                     "n_attacked": len(small), "n_prefix": n, "opt_n": 50, "l2_all_px": [1.0] * 50,
                      "per_image": {"correct": stats.pack_bits(correct), "survived_small": stats.pack_bits(small),
                                    "survived_large": stats.pack_bits(large)}}
     return out

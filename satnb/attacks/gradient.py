@@ -9,8 +9,8 @@ from torch import Tensor, nn
 from satnb.attacks.base import Attack, check_guide_size, guide_targets
 from satnb.core.checks import one_of
 from satnb.core.config import AttackSettings
+from satnb.core.variants import GUIDE_RULES
 from satnb.knn import KNN
-from satnb.knn.classifier import GUIDE_MODES
 
 
 class KNNGradientAttack(Attack):
@@ -22,7 +22,7 @@ class KNNGradientAttack(Attack):
         """Set the eps-ball, step size, iterations, guide-group size m and guide rule (see knn.guide_groups)."""
         super().__init__(model, eps=eps, step=step, steps=steps, eps_space=eps_space, random_start=random_start,
                          seed=seed, batch_size=batch_size, progress=progress)
-        self.guide = one_of(guide, "guide mode", GUIDE_MODES)
+        self.guide = one_of(guide, "guide mode", GUIDE_RULES)
         self.knn = knn
         self.m = check_guide_size(knn, m)
 

@@ -11,8 +11,8 @@ from tqdm.auto import tqdm
 
 from satnb.attacks.base import Attack, check_guide_size, eval_mode, guide_targets
 from satnb.core.checks import integer, one_of, positive
+from satnb.core.variants import GUIDE_RULES
 from satnb.knn import KNN
-from satnb.knn.classifier import GUIDE_MODES
 
 
 def binary_search_step(c: Tensor, lo: Tensor, hi: Tensor, success: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -63,7 +63,7 @@ class KNNOptimizationAttack(Attack):
                  seed: int | None = None, batch_size: int = 100, progress: bool = False) -> None:
         """Set the guide group, search and Adam settings; seed is accepted for a uniform signature (unused)."""
         super().__init__(model, steps=steps, seed=seed, batch_size=batch_size, progress=progress)
-        self.guide = one_of(guide, "guide mode", GUIDE_MODES)
+        self.guide = one_of(guide, "guide mode", GUIDE_RULES)
         self.knn = knn
         self.m = check_guide_size(knn, m)
         self.binary_search_steps = integer(binary_search_steps, "binary_search_steps", "the authors used 10")

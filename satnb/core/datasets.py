@@ -12,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from satnb.core.config import ConfigError, cache_dir, data_env
+from satnb.core.config import ConfigError
 from satnb.core.dataset import DataError, Dataset, stratified_indices
+from satnb.core.environment import cache_dir, data_env
 from satnb.core.image_folder import extract_archive, load_image_folder
 from satnb.core.npz import load_npz
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from satnb.core.config import cache_dir
 from satnb.core.dataset import DataError, Dataset
+from satnb.core.environment import cache_dir
 from satnb.core.npz import load_npz
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")

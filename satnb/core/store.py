@@ -19,7 +19,8 @@ from typing import Any
 
 import torch
 
-from satnb.core.config import cache_dir, effective_precision
+from satnb.core.config import effective_precision
+from satnb.core.environment import cache_dir
 from satnb.core.fingerprint import PACKAGE_DIR, Code, code_ids, snapshot, source_fingerprint
 from satnb.core.version import __version__
 

@@ -21,6 +21,7 @@ from satnb.core.checks import integer, one_of
 from satnb.core.config import AttackSettings, ConfigError, SATSettings
 from satnb.core.runs import Run, unit_seed
 from satnb.core.store import Store
+from satnb.core.variants import GUIDE_RULES
 from satnb.defences.finetune import (
     AdvTrainResult,
     EvalFn,
@@ -33,7 +34,6 @@ from satnb.defences.finetune import (
     labels_of,
 )
 from satnb.knn import KNN
-from satnb.knn.classifier import GUIDE_MODES
 from satnb.knn.features import build_library, extract_features
 from satnb.nets.amdim import AMDIMEncoder
 from satnb.nets.losses import AMDIMLoss
@@ -150,7 +150,7 @@ def sat(model: nn.Module, x_train: Images, y_library: Images, settings: SATSetti
     bs = batch_size(settings.batch_size, n, "L_contrast needs negatives in the batch")
     refresh = integer(settings.refresh_every, "settings.refresh_every", "1 rebuilds it every iteration")
     every = integer(settings.eval_every, "settings.eval_every", "evaluate e.g. every 10 iterations")
-    guide = one_of(settings.guide, "guide mode", GUIDE_MODES)
+    guide = one_of(settings.guide, "guide mode", GUIDE_RULES)
     objective, keep_only_successful = settings.objective, settings.keep_only_successful
     n_classes = n_classes if n_classes is not None else int(y_lib.max()) + 1
     model = copy.deepcopy(model).to(device)

@@ -28,8 +28,10 @@ from satnb.knn.features import as_images, build_library, extract_features, predi
 from satnb.nets.pretrain import train
 from satnb.protocol.evaluate import evaluate, first_correct
 
-# what every evaluation point of a fine-tuning trajectory records (part of the fine-tuning runs' cache keys)
-TRAJECTORY_FIELDS = ("acc", "dsr_small", "dsr_large", "robust_small", "robust_large")
+# what every evaluation point of a fine-tuning trajectory records (part of the fine-tuning runs' cache keys):
+# the numbers, and the per-image outcomes that pair two points or two models on the same test images
+TRAJECTORY_FIELDS = ("acc", "dsr_small", "dsr_large", "robust_small", "robust_large", "n_attacked", "n_prefix",
+                     "per_image")
 SPLITS = ("library", "test")
 
 
@@ -197,7 +199,8 @@ class Pipeline:
         return {"knn_acc": float((pred.numpy() == self.data.y_test).mean())}
 
     def _trajectory_point(self, model: nn.Module) -> dict:
-        """ACC and DSR small/large of a model under fine-tuning (library rebuilt from its features)."""
+        """ACC, DSR and robust accuracy small/large with per-image outcomes, of a model under fine-tuning (library
+        rebuilt from its features)."""
         r = evaluate(model, self._fresh_library(model), self.data.x_test, self.data.y_test, self.profile.protocol,
                      optimization=False, seed=self.profile.seed, progress=False)
         return {k: r[k] for k in TRAJECTORY_FIELDS}
@@ -304,10 +307,11 @@ class Pipeline:
         return knn.score(self.test_features(model), labels)
 
     def attacked(self, model: str | ModelId, n: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The first n (default: the protocol's N) correctly classified test images and their labels."""
+        """The first n (default: the protocol's N, None: all) correctly classified test images and their labels."""
         y = torch.as_tensor(self.data.y_test)
         pred = self.library(model).predict(self.test_features(model))
-        idx = first_correct(pred, y, min(n or self.profile.protocol.n_attack, int((pred == y).sum())))
+        n_correct = int((pred == y).sum())
+        idx = first_correct(pred, y, min(n, n_correct) if n else self.profile.protocol.attack_count(n_correct))
         return as_images(self.data.x_test[idx.numpy()]), y[idx]
 
     def library_images(self, library_idx: torch.Tensor) -> np.ndarray:

@@ -21,12 +21,12 @@ from satnb.nets.encoders import describe_encoder
 from satnb.nets.pretrain import train
 from satnb.protocol.evaluate import evaluate
 from satnb.protocol.primary import declared_protocol
-from satnb.protocol.zoo import attack_zoo
+from satnb.protocol.zoo import attack_zoo, strong_l2
 
 ALL_STAGES = ("train", "evaluate", "sat", "baselines", "robustness")
 # The code that computes each stage of a results record (what `report.record.staleness` compares).
 STAGE_CODE = {"train": train, "sat": sat, "baselines": adversarial_train, "evaluate": evaluate,
-              "robustness": attack_zoo}
+              "robustness": (attack_zoo, strong_l2)}
 
 
 def stage_fingerprints(root: Path = PACKAGE_DIR) -> dict[str, str]:
@@ -81,9 +81,9 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
     """The results record of a pipeline (what a notebook session or the CLI ran), computing what is missing.
 
     `seeds` (default: the profile's) are the training seeds of the models that enter a verdict; with
-    `grid` (default: the profile's), the SUP and SAT variants are trained too, and every such model is also
-    evaluated under the other guide rule and, for each eps convention in `eps_spaces`, by the attack zoo: the
-    cells of the protocol grid.
+    `grid` (default: the profile's), the SUP and SAT variants are trained too, every such model is also
+    evaluated under the other guide rule and, for each eps convention in `eps_spaces`, by the attack zoo (the
+    cells of the protocol grid), and claim 1's models by the optimisation attack at the authors' budget.
     """
     profile, data, device, studies = pipe.profile, pipe.data, pipe.device, Studies(pipe)
     seeds = tuple(profile.seeds if seeds is None else seeds)
@@ -159,6 +159,9 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
         for cell in cells:
             cell["robustness"] = {mid.name: _slim(studies.robustness(mid, eps_space=cell["eps_space"],
                                                                      guide=other_guide)) for mid in judged}
+        if grid:  # claim 1's L2 leg at the authors' budget, on its models of the first seed (minutes: a full run's)
+            out["strong_l2"] = {mid.name: _slim(studies.strong_l2(mid)) for mid in every
+                                if mid in (ModelId.pretrained("amdim"), ModelId.pretrained("sup"))}
         out["stage_seconds"]["robustness"] = time.perf_counter() - t0
     if cells and ("evaluate" in stages or "robustness" in stages):
         out["grid"] = cells

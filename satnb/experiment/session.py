@@ -10,13 +10,13 @@ import torch
 from satnb.core.checks import parse_switch, parse_threads
 from satnb.core.config import (
     Profile,
-    get_device,
     get_precision,
     get_profile,
     set_precision,
 )
 from satnb.core.dataset import Dataset, profile_subset
 from satnb.core.datasets import load_dataset
+from satnb.core.environment import get_device
 from satnb.core.store import Store, provenance
 
 

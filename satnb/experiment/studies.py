@@ -25,7 +25,7 @@ from satnb.core.store import provenance
 from satnb.knn.features import extract_features
 from satnb.nets import mi
 from satnb.protocol.evaluate import EVALUATION_NUMBERS, eps_sweep, evaluate, restarts_dsr, transfer_dsr
-from satnb.protocol.zoo import attack_zoo
+from satnb.protocol.zoo import attack_zoo, strong_l2
 
 if TYPE_CHECKING:
     from satnb.experiment.pipeline import Pipeline
@@ -74,8 +74,9 @@ class Studies:
     def _protocol_settings(self, eps_space: str, guide: str) -> dict:
         """What the paper's protocol depends on beside the model (part of the evaluation's and the zoo's keys)."""
         p = self.pipe.profile.protocol
-        return {"n_attack": p.n_attack, "n_attack_opt": p.n_attack_opt, "small": dataclasses.asdict(p.small),
-                "large": dataclasses.asdict(p.large), "opt": [p.opt_binary_steps, p.opt_steps, p.opt_max_const],
+        return {"n_attack": p.n_attack, "n_subview": p.n_subview, "n_attack_opt": p.n_attack_opt,
+                "small": dataclasses.asdict(p.small), "large": dataclasses.asdict(p.large),
+                "opt": [p.opt_binary_steps, p.opt_steps, p.opt_max_const],
                 "eps_space": eps_space, "guide": guide}
 
     def _protocol(self, guide: str | None):
@@ -111,6 +112,21 @@ class Studies:
         settings = {**self._protocol_settings(eps_space, protocol.guide), "zoo": dataclasses.asdict(p.zoo)}
         return self._record("robustness", Studies.robustness, settings, compute, (ent.id,),
                             required=("settings", "min_norm"))
+
+    def strong_l2(self, model: Model) -> dict:
+        """The optimisation attack at the authors' budget (the zoo's strong_opt settings) on one model, pixel eps."""
+        pipe = self.pipe
+        ent, p = pipe.entry(model), pipe.profile
+
+        def compute() -> dict:
+            out = strong_l2(ent.model, pipe.library(ent.id), pipe.data.x_test, pipe.data.y_test, p.protocol, p.zoo,
+                            progress=pipe.progress)
+            return {**out, "model": ent.name}
+
+        z = p.zoo
+        settings = {**self._protocol_settings("pixel", p.protocol.guide),
+                    "strong": [z.strong_opt_binary_steps, z.strong_opt_steps, z.strong_opt_images]}
+        return self._record("strong-l2", Studies.strong_l2, settings, compute, (ent.id,), required=("l2_all_px",))
 
     def evaluations(self, models: Sequence[Model], eps_space: str = "pixel", optimization: bool = True) -> dict:
         """`evaluate` for several models, by name (what `tables.evaluation_table` shows)."""
@@ -196,7 +212,7 @@ class Studies:
                   eps_space: str = "pixel") -> pd.DataFrame:
         """DSR of the gradient attack and of same-size uniform noise at each eps (cached); rows name the model."""
         pipe, mid = self.pipe, self.pipe.resolve(model)
-        n = n or pipe.profile.protocol.n_attack
+        n = n or pipe.profile.protocol.n_subview
 
         def compute() -> list[dict]:
             x, y = pipe.attacked(mid, n)
@@ -211,7 +227,7 @@ class Studies:
     def restarts(self, model: Model, restarts: int = 3, n: int | None = None, setting: str = "small") -> list[float]:
         """DSR after 1..restarts random restarts of the gradient attack (cached)."""
         pipe = self.pipe
-        n, atk = n or pipe.profile.protocol.n_attack, self._setting(setting)
+        n, atk = n or pipe.profile.protocol.n_subview, self._setting(setting)
 
         def compute() -> list[float]:
             x, y = pipe.attacked(model, n)
@@ -224,7 +240,7 @@ class Studies:
     def transfer(self, source: Model, target: Model, n: int | None = None, setting: str = "small") -> float:
         """DSR of the target's kNN on attacks crafted against the source model, on the target's images (cached)."""
         pipe = self.pipe
-        n, atk = n or pipe.profile.protocol.n_attack, self._setting(setting)
+        n, atk = n or pipe.profile.protocol.n_subview, self._setting(setting)
 
         def compute() -> float:
             x, y = pipe.attacked(target, n)

@@ -26,10 +26,8 @@ from tqdm.auto import tqdm
 
 from satnb.core.checks import integer
 from satnb.core.config import ConfigError
+from satnb.core.variants import GUIDE_RULES
 
-# the values of satnb.core.variants.GUIDE_RULES, in the order the cached stages were keyed with; written out so
-# that no cached stage recomputes before the reference run is remade (then: GUIDE_MODES = GUIDE_RULES)
-GUIDE_MODES = ("authors", "paper")
 BACKENDS = ("auto", "faiss", "torch")
 TORCH_BLOCK = 1 << 26  # queries x library entries per block of the torch search (256 MB of float32 scores)
 
@@ -381,8 +379,8 @@ def guide_groups(knn: KNN, query_features: Tensor | np.ndarray, query_labels: Te
     one of these with the smallest mean squared distance to the query.
     Equal distances between classes go to the lower class index.
     """
-    if mode not in GUIDE_MODES:
-        raise ConfigError(f"unknown guide mode {mode!r}; use one of {', '.join(GUIDE_MODES)}")
+    if mode not in GUIDE_RULES:
+        raise ConfigError(f"unknown guide mode {mode!r}; use one of {', '.join(GUIDE_RULES)}")
     m = integer(m, "m", "the paper uses m=300 guide samples")
     q = knn._queries(query_features)
     y = _as_labels(query_labels, len(q), "query labels")

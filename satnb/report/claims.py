@@ -17,11 +17,20 @@ import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-import numpy as np
 import pandas as pd
 
 from satnb.core import stats
 from satnb.core.identity import ModelId
+from satnb.report.paired import (  # noqa: F401 (re-exported: the claims' paired comparisons)
+    _attacked,
+    _bits,
+    common_set_dsr,
+    has_outcomes,
+    paired_acc,
+    paired_dsr,
+    paired_l2,
+    paired_robust,
+)
 from satnb.report.record import (
     MISSING,
     check_entries,
@@ -72,8 +81,9 @@ COMBINE = ("the claim holds if every comparison holds, does not hold if at least
 RULES = {
     1: "SSL (AMDIM) minus SUP on the same encoder, up to 5 comparisons, each against a threshold of 0: DSR small "
        "and large (on the test images both classify correctly and both attacked), robust accuracy small and large "
-       "(on the test images both scanned) and median L2 (normalised units, unbroken images infinitely far, on the "
-       f"images both attacked by the optimisation attack; when recorded); {HOLM}; {COMBINE}",
+       "(on the test images both scanned) and median L2 (pixel units, unbroken images infinitely far, on the "
+       "images both attacked by the optimisation attack, at the authors' budget of 10 x 500 steps where the run "
+       f"recorded it; when recorded); {HOLM}; {COMBINE}",
     2: "for each of AMDIM and NPID, SAT minus its starting model, 6 comparisons: DSR small (on the images both "
        f"classify correctly) against +{SAT_MIN_DSR_GAIN * 100:.0f} points (the paper's 'a lot'), robust accuracy "
        f"small against 0, clean accuracy against -{SAT_MAX_ACC_DROP * 100:.0f} points (the paper's 'small drop'); "
@@ -126,66 +136,6 @@ class Claim:
         return {"claim": self.text, "verdict": self.verdict, "rule": self.rule, "evidence": self.evidence,
                 "comparisons": [{**asdict(c), "diff": c.diff.to_dict(), "models": [m.name for m in c.models]}
                                 for c in self.comparisons]}
-
-
-# ----------------------------------------------------------------------------- per-image outcomes
-
-
-def _bits(r: dict, key: str) -> np.ndarray:
-    return stats.unpack_bits(r["per_image"][key])
-
-
-def _attacked(r: dict) -> np.ndarray:
-    """Test-set indices of the N attacked images: the first N the model classifies correctly."""
-    return np.flatnonzero(_bits(r, "correct"))[: r["n_attacked"]]
-
-
-def _robust(r: dict, setting: str) -> np.ndarray:
-    """Per test image of the scanned prefix: correct and still correct after the attack."""
-    out = np.zeros(r["n_prefix"], dtype=bool)
-    out[_attacked(r)] = _bits(r, f"survived_{setting}")
-    return out
-
-
-def _on_common(ra: dict, rb: dict, values_a: np.ndarray, values_b: np.ndarray, n_a: int, n_b: int):
-    """The values of two models on the test images both attacked (the first n_a / n_b of each one's attacked)."""
-    ia, ib = _attacked(ra)[:n_a], _attacked(rb)[:n_b]
-    common, pa, pb = np.intersect1d(ia, ib, return_indices=True)
-    return values_a[pa], values_b[pb]
-
-
-def paired_acc(ra: dict, rb: dict) -> stats.Interval:
-    """Clean accuracy of a minus b on the whole test set."""
-    return stats.paired_difference(_bits(ra, "correct"), _bits(rb, "correct"))
-
-
-def paired_dsr(ra: dict, rb: dict, setting: str) -> stats.Interval:
-    """DSR of a minus b on the test images both classify correctly and both attacked (the common set)."""
-    a, b = _on_common(ra, rb, _bits(ra, f"survived_{setting}"), _bits(rb, f"survived_{setting}"),
-                      ra["n_attacked"], rb["n_attacked"])
-    return stats.paired_difference(a, b)
-
-
-def paired_robust(ra: dict, rb: dict, setting: str) -> stats.Interval:
-    """Robust accuracy of a minus b on the test images inside both models' scanned prefixes."""
-    a, b = _robust(ra, setting), _robust(rb, setting)
-    n = min(len(a), len(b))
-    return stats.paired_difference(a[:n], b[:n])
-
-
-def paired_l2(ra: dict, rb: dict, unit: str = "norm", seed: int = 0) -> stats.Interval | None:
-    """Median L2 of a minus b (unbroken = infinite) on the images both attacked with the optimisation attack."""
-    key = f"l2_all_{unit}"
-    if key not in ra or key not in rb:
-        return None
-    inf = lambda vals: np.array([math.inf if v is None else v for v in vals], dtype=np.float64)  # noqa: E731
-    a, b = _on_common(ra, rb, inf(ra[key]), inf(rb[key]), ra["opt_n"], rb["opt_n"])
-    return stats.paired_bootstrap(a, b, np.median, seed=seed)
-
-
-def has_outcomes(r: dict) -> bool:
-    """True when an evaluation record holds the per-image outcomes paired comparisons need."""
-    return isinstance(r.get("per_image"), dict) and "n_prefix" in r
 
 
 # ----------------------------------------------------------------------------- the claims
@@ -245,9 +195,10 @@ def claim1(ev: dict, models: Mapping[str, ModelId] | None = None, seed: int = 0)
     a, s = ev[amdim.name], ev[sup.name]
     comps = [_compare(f"DSR {st}", amdim, sup, paired_dsr(a, s, st)) for st in ("small", "large")]
     comps += [_compare(f"robust accuracy {st}", amdim, sup, paired_robust(a, s, st)) for st in ("small", "large")]
-    l2 = paired_l2(a, s)
+    l2 = paired_l2(a, s, unit="px")
     if l2 is not None:
-        comps.append(_compare("median L2 (normalised)", amdim, sup, l2))
+        comps.append(_compare("median L2 (pixel)" + (" at the authors' budget" if a.get("opt_strong") else ""),
+                              amdim, sup, l2))
     parts = []
     for m in (n["NPID"], n["SIMCLR"]):
         twin = sup.name if _same_encoder(encoders, m.name, sup.name) else \
@@ -386,10 +337,29 @@ def seeds(res: dict) -> list[int]:
     return sorted({m.seed for m in model_ids(res).values()}) or [0]
 
 
+def with_strong_l2(ev: dict, strong: dict | None) -> dict:
+    """Evaluation records whose optimisation-attack L2 is the authors'-budget run's (`res["strong_l2"]`) where one
+    attacked the same model's first images under the same guide rule and eps units (pixel)."""
+    out = dict(ev)
+    for name, z in (strong or {}).items():
+        r = ev.get(name)
+        if isinstance(r, dict) and isinstance(z, dict) and r.get("guide") == z.get("guide") and \
+                r.get("eps_space", "pixel") == "pixel" and "l2_all_px" in z:
+            l2 = {k: z[k] for k in ("l2_all_px", "l2_all_norm") if k in z}
+            if r.get("attack_set") == "worst case":  # per image, the smaller of the worst case's and this run's
+                l2 = {k: v for k, v in l2.items() if r.get(k) is not None}
+                if not l2 or any(len(r[k]) != len(v) for k, v in l2.items()):
+                    continue
+                l2 = {k: [None if u is None and w is None else min(x for x in (u, w) if x is not None)
+                          for u, w in zip(r[k], v)] for k, v in l2.items()}
+            out[name] = {**r, "opt_n": z["opt_n"], "opt_strong": [z.get("binary_search_steps"), z.get("steps")], **l2}
+    return out
+
+
 def assess(res: dict, space: str = "pixel", seed: int = 0) -> list[Claim]:
     """The four claims' verdicts for one results record, on the models of one training seed (0: the profile's)."""
     check_entries(res)
-    ev = evaluation_records(res, space)
+    ev = with_strong_l2(evaluation_records(res, space), res.get("strong_l2") if space == "pixel" else None)
     return [claim1(ev, model_ids(res), seed), claim2(ev, seed), claim3(res, seed=seed), claim4(res, ev, seed)]
 
 
@@ -425,26 +395,3 @@ def verdicts(runs: dict[str, dict], space: str = "pixel") -> pd.DataFrame:
 def _n_attacked(res: dict, space: str) -> int | str:
     ev = res["evaluation"].get(space, {})
     return next((r["n_attacked"] for r in ev.values()), "?")
-
-
-def common_set_dsr(ev: dict, names: list[str], setting: str = "small") -> pd.DataFrame:
-    """DSR of each model on the test images that every one of them attacked (all classify them correctly).
-
-    Beside each model's own DSR (its first N correct images, the paper's protocol) it shows the
-    selection effect directly: a model that loses clean accuracy keeps only easier images.
-    """
-    names = [n for n in names if n in ev and has_outcomes(ev[n])]
-    if not names:
-        return pd.DataFrame()
-    common = _attacked(ev[names[0]])
-    for n in names[1:]:
-        common = np.intersect1d(common, _attacked(ev[n]))
-    rows = []
-    for n in names:
-        pos = np.searchsorted(_attacked(ev[n]), common)
-        survived = _bits(ev[n], f"survived_{setting}")[pos]
-        ci = stats.proportion(survived)
-        rows.append({"model": label(n), f"DSR {setting} (own N)": ev[n][f"dsr_{setting}"],
-                     f"DSR {setting} (common set)": ci.value, "95% low": ci.lo, "95% high": ci.hi,
-                     "common images": len(common)})
-    return pd.DataFrame(rows).set_index("model")

@@ -117,25 +117,29 @@ def _row(number: int, per_cell: dict[Cell, dict[int, list[Claim]]], primary: Cel
             "rule": RULES[number]}
 
 
-def grid_verdicts(res: dict) -> pd.DataFrame:
-    """One row per claim: its verdict in each cell (across seeds), the grid's verdict, what flips it, and the rule."""
-    per_cell, primary = judged(res), primary_cell(res)
+def grid_verdicts(res: dict, per_cell: dict[Cell, dict[int, list[Claim]]] | None = None) -> pd.DataFrame:
+    """One row per claim: its verdict in each cell (across seeds), the grid's verdict, what flips it, and the rule
+    (`per_cell`: `judged(res)` when already computed)."""
+    per_cell, primary = judged(res) if per_cell is None else per_cell, primary_cell(res)
     rows = {CLAIMS[number]: _row(number, per_cell, primary) for number in sorted(CLAIMS)}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("claim")
 
 
-def seed_spread(res: dict, cell: Cell | str | None = None) -> pd.DataFrame:
+def seed_spread(res: dict, cell: Cell | str | None = None,
+                per_cell: dict[Cell, dict[int, list[Claim]]] | None = None) -> pd.DataFrame:
     """Each comparison of each claim in one cell (default: the primary; a str: its eps convention) across seeds.
 
-    Columns: the estimate on each seed, its minimum and maximum over seeds, and each seed's verdict.
+    Columns: the estimate on each seed, its minimum and maximum over seeds, and each seed's verdict
+    (`per_cell`: `judged(res)` when already computed).
     """
     primary = primary_cell(res)
     cell = primary if cell is None else Cell(cell, primary.guide, primary.attacks) if isinstance(cell, str) else cell
-    view, runs = cell_view(res, cell), seeds(res)
+    runs = seeds(res)
+    done = (per_cell or {}).get(cell) or {}
     found: dict[tuple, dict] = {}
     for s in runs:
         role = {mid: key for key, mid in named_models(s).items()}  # the same role on every seed: "SAT_AMDIM"...
-        for claim in assess(view, cell.eps_space, s):
+        for claim in done.get(s) or assess(cell_view(res, cell), cell.eps_space, s):
             for k in claim.comparisons:
                 key = (claim.number, k.metric, *(role.get(m, m.name) for m in k.models))
                 found.setdefault(key, {})[s] = k
@@ -188,7 +192,8 @@ def _spread_lines(spread: pd.DataFrame, runs: list[int]) -> list[str]:
 
 def grid_text(res: dict) -> str:
     """Plain text for the CLI: the primary protocol, each claim in every cell with its rule, the seed spread."""
-    primary, table, runs = primary_cell(res), grid_verdicts(res), seeds(res)
+    primary, per_cell, runs = primary_cell(res), judged(res), seeds(res)
+    table = grid_verdicts(res, per_cell)
     lines = [*primary_text(res), "", "Each claim in every cell of the protocol grid (each cell's verdict across "
                                      "training seeds):"]
     for claim, row in table.iterrows():
@@ -200,7 +205,7 @@ def grid_text(res: dict) -> str:
         for cell in cells(res):
             if row[cell.label]:
                 lines.append(f"   - {cell.label}{' (primary)' if cell == primary else ''}: {row[cell.label]}")
-    spread = seed_spread(res)
+    spread = seed_spread(res, per_cell=per_cell)
     if len(runs) > 1 and not spread.empty:
         lines += ["", f"Seed spread in the primary cell ({primary.label}): each difference's estimate across "
                       "seeds, min to max, then each seed's (verdict)", *_spread_lines(spread, runs)]

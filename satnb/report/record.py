@@ -416,7 +416,7 @@ def worst_case_view(res: dict, space: str = "pixel") -> dict:
         z = zoo[name]
         # the zoo may attack fewer images than the evaluation (zoo.n_images): its own N and prefix go with its bits
         rec = {**r, "per_image": dict(r.get("per_image") or {}), "n_attacked": z["n_attacked"],
-               "n_prefix": z["n_prefix"]}
+               "n_prefix": z["n_prefix"], "attack_set": "worst case"}
         for key, bits in rec["per_image"].items():  # the noise control on the zoo's images (the first N of the same)
             if key.startswith("noise_survived_"):
                 rec["per_image"][key] = stats.pack_bits(stats.unpack_bits(bits)[: z["n_attacked"]])

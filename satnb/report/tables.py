@@ -30,7 +30,7 @@ def profile_table() -> pd.DataFrame:
             "train images": p.n_train or "all",
             "test images": p.n_test or "all",
             "kNN k / m": f"{p.protocol.k} / {p.protocol.m}",
-            "attacked N (grad / opt)": f"{p.protocol.n_attack} / {p.protocol.n_attack_opt}",
+            "attacked N (grad / opt)": f"{p.protocol.n_attack or 'every correct'} / {p.protocol.n_attack_opt}",
             **{f"{m} epochs": f"{t.epochs} ({t.encoder})" for m, t in p.train.items()},
             "SAT iterations": p.sat.iterations,
             "training seeds": len(p.seeds),

@@ -48,7 +48,12 @@ def test_frontier_wins_loses_and_unmatched():
     assert not table.loc["ALP", "matched"] and table.loc["ALP", "SAT"] == "does not hold"
     assert frontier.frontier_verdict(frontier.frontier(res)) == "mixed"
     lines = frontier.frontier_text(res, [0])
-    assert lines[0].startswith("Claim 4 on the frontier") and "MIXED" in lines[2]
+    assert lines[0].startswith("Claim 4 on the frontier") and "  seed 0: MIXED" in lines
+    assert not any("every training label" in line for line in lines)
+    assert any(line.startswith("   - vs AT: SAT wins") for line in lines)
+    assert any(line.startswith("   - vs MAT: SAT loses") for line in lines)
+    full = {**res, "settings": {**(res.get("settings") or {}), "labelled_per_class": None}}
+    assert "every training label" in frontier.frontier_text(full, [0])[2]  # named as outside claim 4's regime
 
 
 def test_frontier_not_comparable_and_old_records():

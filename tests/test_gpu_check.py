@@ -107,7 +107,8 @@ def test_projections_follow_their_formulas(record, gpu_check):
             inputs = terms[f"baselines:{method}"]["inputs"]
             assert inputs["epochs"] == P.baselines.epochs and inputs["batches_per_epoch"] == 50_000 // 100
             assert inputs["s_per_batch"] == stages["baselines"][method]["seconds_per_batch"]
-        assert terms["gradient-attacks:amdim"]["inputs"]["n_attack"] == P.protocol.n_attack
+        # n_attack None (every correctly classified test image): projected at its bound, the whole test set
+        assert terms["gradient-attacks:amdim"]["inputs"]["n_attack"] == (P.protocol.n_attack or (P.n_test or 10_000))
         # the totals are the sums of the (non-component) terms
         by_stage = {}
         for t in terms.values():

@@ -25,6 +25,7 @@ from satnb.report.verdicts import FAILS, HOLDS, INCONCLUSIVE, combine, decide, h
 
 DEFENCES = ("AT", "MAT", "ALP")
 NOT_COMPARABLE = "not comparable"
+OUTCOME = {HOLDS: "wins", FAILS: "loses", NOT_COMPARABLE: "not comparable"}  # SAT's outcome against one defence
 RULE = ("claim 4 on the frontier: along SAT's and each defence's fine-tuning trajectories, the pair of points with "
         "the closest clean accuracy; matched when their paired clean-accuracy difference's 95% interval holds 0, "
         "then SAT wins or loses by robust accuracy small there (Holm over the matched defences); unmatched, SAT "
@@ -93,12 +94,15 @@ def frontier_text(res: dict, seeds: list[int]) -> list[str]:
             continue
         lines.append(f"  seed {seed}: {frontier_verdict(table).upper()}")
         for _, r in table.iterrows():
-            lines.append(f"   - vs {r['defence']}: SAT {r['SAT']} (clean {r['SAT clean']:.1%} vs "
+            outcome = OUTCOME.get(r["SAT"], r["SAT"])
+            lines.append(f"   - vs {r['defence']}: SAT {outcome} (clean {r['SAT clean']:.1%} vs "
                          f"{r['defence clean']:.1%}, {_pts(r['clean difference'], r['clean 95%'])}; robust small "
                          f"{_pts(r['robust small difference'], r['robust 95%'])}; "
                          f"{'matched' if r['matched'] else 'closest, not matched'}, n = {r['n images']})")
+    regime = [] if (res.get("settings") or {}).get("labelled_per_class") else [
+        "   this run has every training label: a reading outside claim 4's few-label regime, not a verdict on it"]
     return ["Claim 4 on the frontier (robust accuracy at matched clean accuracy along the trajectories):",
-            f"   rule: {RULE}", *lines] if lines else []
+            f"   rule: {RULE}", *regime, *lines] if lines else []
 
 
 def _pts(value: float, ci: list[float]) -> str:

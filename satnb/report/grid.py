@@ -184,7 +184,9 @@ def primary_text(res: dict) -> list[str]:
 def _spread_lines(spread: pd.DataFrame, runs: list[int]) -> list[str]:
     lines = []
     for _, r in spread.iterrows():
-        per = ", ".join(f"seed {s} {r[f'seed {s}']:+.3f} ({r[f'verdict seed {s}']})" for s in runs)
+        # a comparison a seed never made (e.g. the strong L2 leg, recorded on seed 0 only) is left out, not shown as nan
+        per = ", ".join(f"seed {s} {r[f'seed {s}']:+.3f} ({r[f'verdict seed {s}']})" for s in runs
+                        if not math.isnan(r[f"seed {s}"]))
         lines.append(f"  claim {r['claim']}, {r['metric']}, {r['models']}: {r['min']:+.3f} to {r['max']:+.3f}; "
                      f"{per}")
     return lines

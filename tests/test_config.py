@@ -183,3 +183,11 @@ def test_recipe_table_shows_each_encoder_it_was_measured_on():
     for enc in encoders:  # one chosen recipe per method and encoder
         chosen = table.loc[enc]
         assert (chosen["chosen"] == "yes").groupby(level="method").sum().eq(1).all(), enc
+
+
+@pytest.mark.parametrize("name", PROFILE_NAMES)
+def test_the_primary_sup_is_plain_cross_entropy_in_every_profile(name):
+    p = get_profile(name)
+    assert p.train["sup"].label_smoothing == 0, f"{name}: the primary SUP must be the paper's plain cross-entropy"
+    for twin in p.supervised_twins().values():  # SUP on another encoder is the same primary recipe
+        assert twin.label_smoothing == 0

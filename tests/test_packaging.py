@@ -59,6 +59,16 @@ def test_notebook_committed_without_outputs(path):
             assert not cell.get("outputs") and cell.get("execution_count") is None, f"{path.name} has outputs"
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebooks_read_n_attack_as_possibly_none(path):
+    """N is None (every correctly classified image) from quick up, while smoke (the CI book) caps it: a notebook
+    line that uses `protocol.n_attack` must handle None, or only the quick book would fail on it."""
+    code = "".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+    for line in code.splitlines():
+        if re.search(r"protocol\.n_attack\b(?!_)", line):
+            assert re.search(r"protocol\.n_attack or ", line), f"{path.name}: {line.strip()}"
+
+
 def test_every_notebook_starts_with_the_same_setup_cell():
     setups = set()
     for path in NOTEBOOKS:

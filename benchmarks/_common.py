@@ -254,6 +254,16 @@ def main(run: Callable[[argparse.Namespace], dict], description: str,
     return rec
 
 
+def flops_of(step: Callable[[], Any]) -> int:
+    """FLOPs of one call (matrix products and convolutions, forward and backward), by torch's FlopCounterMode."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step()
+    return int(counter.get_total_flops())
+
+
 def log(*parts: object) -> None:
     """Progress line on stderr (the table goes to stdout)."""
     print(*parts, file=sys.stderr, flush=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import CLOCK, ROOT, Samples, figure, interleave, log, main, median, ratio, record, spread
+from _common import CLOCK, ROOT, Samples, figure, flops_of, interleave, log, main, median, ratio, record, spread
 
 BATCH = 256
 BANK = 50_000  # NPID's memory bank: one row per CIFAR-10 training image
@@ -94,12 +94,7 @@ class Trainer:
 
     def flops(self) -> int:
         """FLOPs of one step's forward and backward passes (matrix products and convolutions)."""
-        from torch.utils.flop_counter import FlopCounterMode
-
-        counter = FlopCounterMode(display=False)
-        with counter:
-            self.step()
-        return int(counter.get_total_flops())
+        return flops_of(self.step)
 
 
 def matmul_peak(sizes: tuple[int, ...], repeats: int) -> tuple[dict[str, float], dict]:

@@ -2,8 +2,9 @@
 
     python benchmarks/run_all.py [--quick] [--threads N] [--book [--profiles smoke,quick]] [--only knn,sat]
 
-The book build (bench_book.py) is slow and runs only with --book; without it, the book's entry of
-the previous results.json is kept (marked carried_over), as is every benchmark left out by --only.
+The book build (bench_book.py) is slow and runs only with --book; SUP's time to accuracy (bench_tta.py, about
+45 minutes of training) only with --only tta. Without them, their entries of the previous results.json are kept
+(marked carried_over), as is every benchmark left out by --only.
 Each record carries its own provenance (code version, machine, load, time). Exit status 1 when a
 target fails or a benchmark raises.
 """
@@ -22,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, configure, log, parser, print_table, provenance, table_rows  # noqa: E402
 
 BENCHMARKS = {"knn": "bench_knn", "attack": "bench_attack", "opt_attack": "bench_opt_attack", "sat": "bench_sat",
-              "train": "bench_train", "book": "bench_book"}
+              "train": "bench_train", "step": "bench_step", "tta": "bench_tta", "book": "bench_book"}
+SLOW = ("tta", "book")  # run only when asked: --only tta (about 45 min of training), --book
 
 
 def flat(records: list[dict]) -> list[dict]:
@@ -49,9 +51,10 @@ def main() -> int:
     p.add_argument("--only", default=None, help=f"comma-separated subset of {', '.join(BENCHMARKS)}")
     p.add_argument("--out", type=Path, default=RESULTS, help="where to write the results (default %(default)s)")
     importlib.import_module("bench_book").options(p)
+    importlib.import_module("bench_tta").options(p)
     args = p.parse_args()
     configure(args)
-    names = [n for n in BENCHMARKS if n != "book" or args.book]
+    names = [n for n in BENCHMARKS if n not in SLOW or (n == "book" and args.book)]
     if args.only:
         wanted = {n.strip() for n in args.only.split(",") if n.strip()}
         unknown = wanted - set(BENCHMARKS)

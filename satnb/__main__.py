@@ -24,7 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="python -m satnb", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train, attack and evaluate every model of a profile; write a results JSON")
-    run.add_argument("--profile", default=None, help="smoke, quick, cpu or paper (default: $SATNB_PROFILE or quick)")
+    from satnb.core.config import DEFAULT_PROFILE, PROFILE_NAMES
+
+    run.add_argument("--profile", default=None, help=f"{', '.join(PROFILE_NAMES)} (default: $SATNB_PROFILE or "
+                                                     f"{DEFAULT_PROFILE}; `python -m satnb profiles` lists them)")
     run.add_argument("--dataset", default=None, help="cifar10, stl10, mnist, digits (default: the profile's)")
     run.add_argument("--stages", default=None, help=f"comma-separated subset of {','.join(STAGES)} (default: all)")
     run.add_argument("--methods", default=None, help="comma-separated subset of amdim,npid,simclr,sup")
@@ -89,6 +92,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from satnb.core.config import METHODS, ConfigError, effective_precision, get_profile
+    from satnb.core.environment import cache_dir
     from satnb.experiment.run import run_experiment
     from satnb.experiment.session import start
 
@@ -135,6 +139,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"satnb: warning: {w.message}", file=sys.stderr, flush=True)
     scarce = f"-labelled{profile.labelled_per_class}" if profile.labelled_per_class else ""
     out = Path(args.out if args.out is not None else f"results/{profile.name}-{full.name}{scarce}.json")
+    if args.out is None and full.fallback:  # a stand-in for missing data: never beside the committed runs
+        out = cache_dir() / "results" / out.name
+        print(f"satnb: warning: {profile.dataset} was not found, so this run uses the digits fallback; its results "
+              f"go to {out}, not results/ (set SATNB_DATA to the real data)", file=sys.stderr, flush=True)
     if args.out is None:
         _refuse_overwrite(out, session.data.describe(), profile.name, args.force)
         _check_writable(out)

@@ -32,4 +32,12 @@ if [ ! -f "$kernel" ] || ! grep -qF "\"$venv_python\"" "$kernel"; then
   "$venv_python" -m ipykernel install --sys-prefix --name satnb --display-name "Python (satnb)" >/dev/null
   echo "[setup] registered the kernel 'satnb' (Python (satnb)) in $VENV"
 fi
+# Notebooks are committed without outputs: git's clean filter strips what JupyterLab's autosave writes into them
+# (.gitattributes names the filter; CI's test_notebook_committed_without_outputs checks the result).
+if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && \
+   [ "$(git config --get filter.satnb-strip-outputs.clean)" != "python3 scripts/strip_outputs.py" ]; then
+  git config filter.satnb-strip-outputs.clean "python3 scripts/strip_outputs.py"
+  git config filter.satnb-strip-outputs.smudge cat
+  echo "[setup] installed the git filter that strips notebook outputs on commit"
+fi
 echo "[setup] took $(( $(date +%s) - start )) s"

@@ -34,6 +34,10 @@ def _isolated_env(tmp_path_factory, monkeypatch):
     monkeypatch.delenv("SATNB_DATA", raising=False)
     monkeypatch.delenv("SATNB_PROFILE", raising=False)
     monkeypatch.delenv("SATNB_PROGRESS", raising=False)
+    from satnb.core import environment
+
+    # tests that want the offline data name it (SATNB_DATA); the folder beside the repository is not read
+    monkeypatch.setattr(environment, "SHARED_DATA", cache / "no-shared-data-in-tests")
 
 
 @pytest.fixture(autouse=True)

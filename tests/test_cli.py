@@ -64,6 +64,14 @@ def test_help_and_usage_errors(capsys):
     fails(capsys, ["run", "--bogus"], "unrecognized arguments: --bogus")
 
 
+def test_run_help_lists_every_profile(capsys):
+    from satnb.core.config import PROFILE_NAMES
+
+    assert main(["run", "--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    assert ", ".join(PROFILE_NAMES) in out
+
+
 def test_unknown_profile_stage_method_dataset(capsys, no_run):
     fails(capsys, ["run", "--profile", "nope"], "unknown profile 'nope'", "smoke, quick, cpu, gpu, paper")
     fails(capsys, ["run", "--profile", "smoke", "--stages", "foo"], "unknown stage(s) foo",
@@ -130,6 +138,14 @@ def test_no_network_paper_stops_and_smaller_profiles_fall_back(capsys, monkeypat
     (profile, full, kwargs), = no_run
     assert profile.name == "smoke" and full.fallback and full.name == "digits"
     assert json.loads(out.read_text())["dataset"]["fallback"] is True
+    # without --out, a fallback run writes beside the cache, never into the repository's results/
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--profile", "smoke", "--quiet", "--threads", "1"]) == 0
+    err = capsys.readouterr().err
+    from satnb.core.environment import cache_dir
+
+    assert not (tmp_path / "results").exists() and (cache_dir() / "results" / "smoke-digits.json").is_file()
+    assert "not results/" in err
 
 
 def test_errors_inside_a_run(capsys, monkeypatch, tmp_path):

@@ -214,3 +214,19 @@ def test_concurrent_loads_of_one_archive(tmp_path):
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err
         assert out.split() == ["40", "40"]
+
+
+def test_one_data_rule_satnb_data_else_the_folder_beside_the_repository(monkeypatch, tmp_path):
+    """The CLI, the book and the scripts read data by one rule (`environment.data_env`)."""
+    from satnb.core import environment
+
+    beside = environment.REPOSITORY.parent / "shared" / "data"
+    monkeypatch.setattr(environment, "SHARED_DATA", beside)
+    assert environment.data_env() == (beside if beside.is_dir() else None)
+    monkeypatch.setattr(environment, "SHARED_DATA", tmp_path / "absent")
+    assert environment.data_env() is None
+    monkeypatch.setenv("SATNB_DATA", str(tmp_path))
+    assert environment.data_env() == tmp_path  # SATNB_DATA wins
+    # the scripts (book, tests, lab) export the same folder
+    env_sh = (environment.REPOSITORY / "scripts" / "_env.sh").read_text()
+    assert "$(cd .. && pwd)/shared/data" in env_sh

@@ -112,3 +112,38 @@ def test_reference_run_script_names_real_stages_and_logs_times():
     stages = re.search(r"\$\{STAGES:-([a-z ]+)\}", text).group(1).split()
     assert stages[0] == "train" and set(stages) == set(ALL_STAGES)
     assert "--profile cpu" in text and "cpu-cifar10.stages.tsv" in text and "--force" in text
+
+
+def test_git_strips_notebook_outputs_on_commit(tmp_path):
+    """The clean filter setup.sh installs: outputs stay on disk, never in what git stores."""
+    import shutil
+    import subprocess
+    import sys
+
+    attrs = (ROOT / ".gitattributes").read_text()
+    assert "notebooks/*.ipynb filter=satnb-strip-outputs" in attrs
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    assert 'filter.satnb-strip-outputs.clean "python3 scripts/strip_outputs.py"' in setup
+    for path in NOTEBOOKS:  # idempotent on the committed notebooks: no churn in any diff
+        done = subprocess.run([sys.executable, "scripts/strip_outputs.py"], cwd=ROOT, input=path.read_text(),
+                              capture_output=True, text=True, check=True)
+        assert done.stdout == path.read_text(), path.name
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "strip_outputs.py", repo / "scripts")
+    shutil.copy(ROOT / ".gitattributes", repo)
+    nb = json.loads(NOTEBOOKS[0].read_text())
+    code = next(c for c in nb["cells"] if c["cell_type"] == "code")
+    code["outputs"], code["execution_count"] = [{"output_type": "stream", "name": "stdout", "text": ["hi\n"]}], 3
+    (repo / "notebooks" / "a.ipynb").write_text(json.dumps(nb, indent=1))
+    git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "config", "filter.satnb-strip-outputs.clean", "python3 scripts/strip_outputs.py"],
+                   cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    stored = json.loads(subprocess.run(["git", "show", ":notebooks/a.ipynb"], cwd=repo, capture_output=True,
+                                       text=True, check=True).stdout)
+    assert all(not c.get("outputs") and c.get("execution_count") is None
+               for c in stored["cells"] if c["cell_type"] == "code")
+    assert "hi" in (repo / "notebooks" / "a.ipynb").read_text()  # the file on disk keeps its outputs

@@ -101,3 +101,37 @@ def test_time_to_accuracy_reads_the_reference_curve(tmp_path):
     path.write_text(json.dumps({"training": {"sup": {"seconds": 10.0}}}))  # the old format: no curve
     figures, info = time_to_accuracy(path)
     assert [f["value"] for f in figures] == [None, None] and "no training.sup.curve" in info["note"]
+
+
+def test_training_step_table(tmp_path):
+    row = {"profile": "quick", "method": "amdim", "encoder": "AMDIM ndf 16", "batch": 256, "real_images_per_s": 300.0,
+           "loop_images_per_s": 250.0,
+           "nchw_images_per_s": 150.0, "real_over_nchw": 2.0, "noaug_images_per_s": 330.0, "fused_images_per_s": 310.0,
+           "fraction_of_conv_peak": 0.1, "phases_s": {"augmentation": 0.1, "forward": 0.3, "backward": 0.5,
+                                                     "optimiser": 0.1}}
+    rec = {"benchmark": "step", "figures": [], "ratios": [], "checks": {"rows": {"quick:amdim": row}}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"command": "x", "benchmarks": [rec], "table": []}))
+    got = Benchmarks.load(path).training_step().loc[("AMDIM", "AMDIM ndf 16")].to_dict()
+    assert got["images/s"] == 300.0 and got["real / before"] == "2.000x" and got["% of conv peak"] == "10.0%"
+    assert got["in the loop"] == 250.0
+    assert got["backward share"] == "50.0%" and got["augmentation share"] == "10.0%"
+    path.write_text(json.dumps({"command": "x", "benchmarks": [], "table": []}))
+    assert Benchmarks.load(path).training_step() is None
+
+
+def test_committed_step_record_if_present():
+    """The training-step record (benchmarks/bench_step.py), when the results file has one."""
+    raw = json.loads(find_results().read_text())
+    rec = {r["benchmark"]: r for r in raw["benchmarks"]}.get("step")
+    if rec is None or rec.get("error"):
+        pytest.skip("no step benchmark record in the committed results")
+    rows = rec["checks"]["rows"]
+    assert {r["method"] for r in rows.values()} == {"amdim", "npid", "simclr", "sup"}
+    for r in rows.values():
+        assert r["real_over_nchw"] == pytest.approx(r["nchw_step_s"] / r["real_step_s"], rel=0.01)
+        assert r["real_images_per_s"] == pytest.approx(r["batch"] / r["real_step_s"], rel=0.01)
+        assert set(r["phases_s"]) == {"batch", "augmentation", "forward", "backward", "optimiser"}
+        assert r["loop_over_real_time"] == pytest.approx(r["loop_step_s"] / r["real_step_s"], rel=0.01)
+    targets = [x for x in rec["ratios"] if x["target"]]
+    assert len(targets) == len(rows) and all(x["target"] == ">= 1.5" for x in targets)

@@ -27,10 +27,19 @@ def cache_dir() -> Path:
     return path
 
 
+REPOSITORY = Path(__file__).resolve().parents[2]
+SHARED_DATA = REPOSITORY.parent / "shared" / "data"  # this project's offline data, beside the repository
+
+
 def data_env() -> Path | None:
-    """Return the path named by `SATNB_DATA`, if set."""
+    """Where data is read first: `SATNB_DATA` if set, else `../shared/data` beside the repository if it exists.
+
+    The one rule of the CLI, the book, the tests and the scripts (`scripts/_env.sh` sets the same folder).
+    """
     value = os.environ.get("SATNB_DATA")
-    return Path(value).expanduser() if value else None
+    if value:
+        return Path(value).expanduser()
+    return SHARED_DATA if SHARED_DATA.is_dir() else None
 
 
 def get_device(name: str | None = None) -> torch.device:

@@ -97,6 +97,30 @@ class Benchmarks:
         return out.set_index(["method", "encoder"])
 
 
+    def training_step(self) -> pd.DataFrame | None:
+        """The training loop's real step per method and encoder: images/s against its variants, peak share, phases."""
+        rec = self.records.get("step") or {}
+        rows = (rec.get("checks") or {}).get("rows")
+        if not isinstance(rows, dict) or not rows:
+            return None
+        out = []
+        for r in rows.values():
+            phases = r.get("phases_s") or {}
+            total = sum(phases.values()) or float("nan")
+            out.append({
+                "method": _METHOD_NAMES.get(r.get("method"), r.get("method")), "encoder": r.get("encoder"),
+                "batch": r.get("batch"), "in the loop": r.get("loop_images_per_s"),
+                "images/s": r.get("real_images_per_s"),
+                "NCHW augmentation (before)": r.get("nchw_images_per_s"),
+                "real / before": fmt(r.get("real_over_nchw"), "x"),
+                "no augmentation": r.get("noaug_images_per_s"),
+                "other optimiser kernel": r.get("fused_images_per_s"),
+                "% of conv peak": _percent(r.get("fraction_of_conv_peak")),
+                **{f"{k} share": _percent(v / total) for k, v in phases.items()},
+            })
+        return pd.DataFrame(out).set_index(["method", "encoder"])
+
+
 _METHOD_NAMES = {"amdim": "AMDIM", "npid": "NPID", "simclr": "SimCLR", "sup": "SUP"}
 
 

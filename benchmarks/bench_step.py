@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
-from _common import figure, flops_of, interleave, log, main, median, ratio, record, spread
+from _common import figure, interleave, log, main, median, ratio, record, spread
+from bench_train import Trainer, random_data
 
 TARGET = 1.5
 METHODS = ("amdim", "npid", "simclr", "sup")
@@ -40,56 +40,25 @@ VARIANTS = ("real", "nchw", "noaug", "fused")
 LOOP_STEPS = 12  # batches of the one-epoch run of the real training loop
 
 
-def random_data(n: int, seed: int = 0):
-    """A CIFAR-shaped satnb Dataset of n random uint8 images (its channel statistics are CIFAR-10-like)."""
-    from satnb.core.dataset import Dataset
+class Step(Trainer):
+    """`bench_train.Trainer`'s real step at the precision that runs, with one variant of augmentation or optimiser."""
 
-    rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
-    y = rng.integers(0, 10, n).astype(np.int64)
-    return Dataset("cifar10", x, y, x[:10], y[:10], tuple(str(c) for c in range(10)), "random uint8 images")
+    def __init__(self, method: str, settings, data, variant: str, seed: int = 0) -> None:
+        from satnb.core.config import get_precision
 
-
-class Step:
-    """One method's model, objective and optimiser, stepping on a fixed batch with one augmentation variant."""
-
-    def __init__(self, method: str, settings, data, variant: str, bank: int, seed: int = 0) -> None:
-        from satnb.nets.optim import build_optimizer
-        from satnb.nets.pretrain import _Objective, build_model
-
-        torch.manual_seed(seed)
-        self.model = build_model(method, settings, data).to(memory_format=torch.channels_last)
-        self.objective = _Objective(method, self.model, bank, 32, settings.label_smoothing)
+        super().__init__(method, settings, data, get_precision(), seed)
         augment = self.objective.augment
         if variant == "nchw":
             self.objective.augment = lambda x, _a=augment: _a(x).contiguous()
         elif variant == "noaug":
             self.objective.augment = lambda x: x
         self.augment = augment
-        self.opt = build_optimizer(settings, self.model.parameters())
         if variant == "fused":  # the optimiser's other implementation: fused if the loop's is not, else unfused
             d = self.opt.defaults
             self.opt = type(self.opt)(self.model.parameters(), **{**d, "fused": not d.get("fused"), "foreach": None})
-        self.x_uint8 = torch.from_numpy(np.ascontiguousarray(data.x_train))
-        self.rows = torch.arange(len(self.x_uint8))
-        self.y = torch.as_tensor(data.y_train)
-        self.idx = torch.randperm(bank)[:len(self.rows)]
-        self.model.train()
-        self.losses: list[float] = []
 
     def __call__(self) -> None:
-        from satnb.nets.pretrain import batch_images
-
-        x = batch_images(self.x_uint8, self.rows)
-        loss = self.objective(self.model, x, self.y, self.idx)
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.opt.step()
-        self.losses.append(float(loss.detach()))
-
-    def flops(self) -> int:
-        """FLOPs of one step's forward and backward passes (matrix products and convolutions)."""
-        return flops_of(self)
+        self.step()
 
     def phases(self, repeats: int) -> dict[str, float]:
         """Median seconds of each phase of the real step: batch, augmentation, forward + loss, backward, optimiser."""
@@ -133,7 +102,7 @@ def loop_step_seconds(method: str, settings, steps: int) -> float:
     from satnb.core.store import Store
     from satnb.nets.pretrain import train
 
-    data = random_data(settings.batch_size * steps, seed=1)
+    data = random_data(seed=1, n=settings.batch_size * steps)
     one = dataclasses.replace(settings, epochs=1, warmup_epochs=min(settings.warmup_epochs, 0.5))
     with tempfile.TemporaryDirectory() as d:
         res = train(method, data, one, store=Store(d), progress=False)
@@ -191,9 +160,8 @@ def run(args) -> dict:
         train = PROFILES[pname].train
         for method in METHODS:
             settings = train[method]
-            data = random_data(settings.batch_size)
-            bank = 50_000
-            steps = {v: Step(method, settings, data, v, bank) for v in VARIANTS}
+            data = random_data(n=settings.batch_size)
+            steps = {v: Step(method, settings, data, v) for v in VARIANTS}
             encoder = describe_encoder(steps["real"].model)
             flops = steps["real"].flops()
             times = interleave(dict(steps), repeats)

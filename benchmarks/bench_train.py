@@ -51,13 +51,13 @@ def configurations() -> list[tuple[str, str, object]]:
     return out
 
 
-def random_data(seed: int = 0):
-    """A CIFAR-shaped satnb Dataset of random uint8 images (channel statistics: CIFAR-10's)."""
+def random_data(seed: int = 0, n: int = BATCH):
+    """A CIFAR-shaped satnb Dataset of n random uint8 images (channel statistics: CIFAR-10's)."""
     from satnb.core.dataset import Dataset
 
     rng = np.random.default_rng(seed)
-    x = rng.integers(0, 256, (BATCH, 32, 32, 3), dtype=np.uint8)
-    y = rng.integers(0, 10, BATCH).astype(np.int64)
+    x = rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, n).astype(np.int64)
     return Dataset("cifar10", x, y, x[:10], y[:10], tuple(str(c) for c in range(10)), "random uint8 images")
 
 
@@ -76,7 +76,7 @@ class Trainer:
         self.x_uint8 = torch.from_numpy(np.ascontiguousarray(data.x_train))  # NHWC, as train() keeps them
         self.rows = torch.arange(len(self.x_uint8))
         self.y = torch.as_tensor(data.y_train)
-        self.idx = torch.randperm(BANK)[:BATCH]  # the batch's rows of NPID's memory bank
+        self.idx = torch.randperm(BANK)[:len(self.rows)]  # the batch's rows of NPID's memory bank
         self.losses: list[float] = []
         self.model.train()
 

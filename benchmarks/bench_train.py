@@ -14,28 +14,21 @@ over the repetitions.
 encoder; the other methods' ratios are informational. The peak is the best GFLOP/s of large square
 `torch.matmul` in bfloat16 (and float32) on the same threads; a training step's FLOPs (forward and
 backward, counted once with `torch.utils.flop_counter.FlopCounterMode`) over its median time give the
-GFLOP/s it achieves, reported as a share of that peak.
-
-Time to accuracy is read, not measured: the minutes of training (the per-epoch training seconds of
-the committed reference run `results/cpu-cifar10.json`, summed) until SUP's kNN accuracy first
-reaches 85% and 90%. The figures are meant at 2 threads (`--threads 2`).
+GFLOP/s it achieves, reported as a share of that peak. Time to accuracy is `bench_tta.py`'s (measured).
+The figures are meant at 2 threads (`--threads 2`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
-from _common import CLOCK, ROOT, Samples, figure, flops_of, interleave, log, main, median, ratio, record, spread
+from _common import CLOCK, Samples, figure, flops_of, interleave, log, main, median, ratio, record, spread
 
 BATCH = 256
 BANK = 50_000  # NPID's memory bank: one row per CIFAR-10 training image
-REFERENCE = ROOT / "results" / "cpu-cifar10.json"
-THRESHOLDS = (0.85, 0.90)
 TARGET = 1.6
 PRECISIONS = ("fp32", "bf16")
 NAMES = {"amdim": "AMDIM", "npid": "NPID", "simclr": "SimCLR", "sup": "SUP"}
@@ -114,57 +107,6 @@ def matmul_peak(sizes: tuple[int, ...], repeats: int) -> tuple[dict[str, float],
     return best, {"gflops_by_size": rows, "sizes": list(sizes), "repeats": repeats}
 
 
-def time_to_accuracy(path: Path = REFERENCE, thresholds: tuple[float, ...] = THRESHOLDS) -> tuple[list[dict], dict]:
-    """Minutes of SUP training until its kNN accuracy first reaches each threshold, from a results file's curve.
-
-    Figures with value None (and a note saying why) when the file, its curve or the accuracy is missing.
-    """
-    name = f"results/{path.name}"
-    label = "SUP minutes of training to {:.0%} kNN accuracy"
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        why = f"{name} unreadable ({type(err).__name__})"
-        return [_missing(label.format(t), why) for t in thresholds], {"source": name, "note": why}
-    sup = (data.get("training") or {}).get("sup") or {}
-    curve = sup.get("curve")
-    if not isinstance(curve, list) or not any("knn_acc" in row for row in curve if isinstance(row, dict)):
-        why = (f"{name} has no training.sup.curve with kNN accuracies (an older results format): re-run the cpu "
-               "profile to measure it")
-        return [_missing(label.format(t), why) for t in thresholds], {"source": name, "note": why}
-    prov = data.get("provenance") or {}
-    when = prov.get("finished_at")
-    if prov.get("threads"):
-        when = f"{when}, {prov['threads']} threads"
-    encoder = sup.get("encoder_name") or sup.get("encoder") or "?"
-    figures, reached = [], {}
-    for t in thresholds:
-        spent, best, at = 0.0, None, None
-        for row in sorted(curve, key=lambda r: r.get("epoch", 0)):
-            spent += float(row.get("seconds") or 0.0)
-            acc = row.get("knn_acc")
-            if acc is None:
-                continue
-            if best is None or acc > best[0]:
-                best = (float(acc), spent)
-            if acc >= t:
-                at = (int(row["epoch"]), spent)
-                break
-        if at is not None:
-            note = f"epoch {at[0]}; {encoder}; reference run {name} ({when})"
-            figures.append(figure(label.format(t), at[1] / 60, "min", note))
-        else:
-            note = (f"not reached (best {best[0]:.1%} after {best[1] / 60:.1f} min; {spent / 60:.1f} min in all); "
-                    f"{encoder}; reference run {name} ({when})")
-            figures.append(_missing(label.format(t), note))
-        reached[f"{t:.2f}"] = {"epoch": at[0] if at else None, "minutes": at[1] / 60 if at else None}
-    return figures, {"source": name, "measured_at": when, "encoder": encoder, "reached": reached}
-
-
-def _missing(name: str, note: str) -> dict:
-    return {"name": name, "value": None, "unit": "min", "note": note}
-
-
 def run(args) -> dict:
     from satnb.core.config import get_precision
     from satnb.nets.encoders import describe_encoder
@@ -225,12 +167,10 @@ def run(args) -> dict:
     for p in PRECISIONS:
         figures.append(figure(f"{p} matmul peak (square torch.matmul, best of {len(peak_info['sizes'])} sizes)",
                               peak[p], "GFLOP/s", note=f"sizes {', '.join(map(str, peak_info['sizes']))}"))
-    tta, tta_info = time_to_accuracy()
-    figures += tta
     finite = all(np.isfinite(v) for d in losses.values() for v in d.values())
     checks = {"throughput": throughput, "peak": {**peak_info, "fp32_gflops": round(peak["fp32"], 1),
                                                   "bf16_gflops": round(peak["bf16"], 1)},
-              "time_to_accuracy": tta_info, "last_losses": losses, "losses_finite": bool(finite),
+              "last_losses": losses, "losses_finite": bool(finite),
               "precision_after": get_precision()}
     settings = {"profile": "cpu", "batch": BATCH, "data": "random uint8 images, 32x32x3", "npid_bank": BANK,
                 "repeats": repeats, "steps_per_run": steps, "threads": args.threads,
@@ -238,7 +178,7 @@ def run(args) -> dict:
     return record("train", "Training throughput: fp32 vs bf16, and share of the matmul peak", settings, figures,
                   ratios, time.perf_counter() - t_start, checks,
                   notes="images/s = batch / median step time (objective with augmentation, backward, optimiser "
-                        "step); time to accuracy read from the committed reference run, not measured here")
+                        "step); time to accuracy: bench_tta.py")
 
 
 def _throughput(name: str, images_per_s: float, per_step: Samples) -> dict:

@@ -12,7 +12,10 @@ A page fails when
   (d) it is a method chapter (02-05) with no element of class ``satnb-source`` (the method's code, shown from
       satnb's own source by ``satnb.notebook.display.show_source``), or that chapter page is missing;
   (e) it shows a progress bar frozen into the page (tqdm's "  0%|          | 0/8 [00:00<?, ?it/s]"): progress is for
-      a person watching (JupyterLab, Colab, the CLI), never for the built report.
+      a person watching (JupyterLab, Colab, the CLI), never for the built report;
+  (f) a table cell reads NaN (a missing number must say why, e.g. "not recorded" or "-");
+  (g) its inline scripts declare one ``const``/``let`` name twice: the browser stops the second script with
+      "Identifier '...' has already been declared".
 
 Standard library only, so it runs before or without the venv.
 """
@@ -55,7 +58,9 @@ class _Page(HTMLParser):
         self.inline: list[str] = []  # bodies of inline scripts
         self.text: list[str] = []  # text outside <script> and <style>
         self.classes: set[str] = set()
+        self.cells: list[str] = []  # text of every <td>/<th>
         self._in: str | None = None
+        self._cell: list[str] | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
@@ -70,16 +75,23 @@ class _Page(HTMLParser):
             self._in = tag
         elif tag == "link" and a.get("href"):
             self.urls.append((tag, "href", a["href"]))
+        elif tag in ("td", "th"):
+            self._cell = []
 
     def handle_endtag(self, tag: str) -> None:
         if tag == self._in:
             self._in = None
+        elif tag in ("td", "th") and self._cell is not None:
+            self.cells.append("".join(self._cell).strip())
+            self._cell = None
 
     def handle_data(self, data: str) -> None:
         if self._in == "script":
             self.inline.append(data)
         elif self._in is None:
             self.text.append(data)
+            if self._cell is not None:
+                self._cell.append(data)
 
 
 def _pages(build: Path) -> Iterable[Path]:
@@ -133,6 +145,22 @@ def check_progress(parsed: _Page) -> list[str]:
             "(scripts/book.sh does)"] if bars else []
 
 
+def check_nan(parsed: _Page) -> list[str]:
+    nan = [c for c in parsed.cells if c.lower() in ("nan", "nat", "<na>")]
+    return [f"shows {len(nan)} table cell(s) reading {nan[0]!r}; format the table so a missing number says why "
+            "(na_rep)"] if nan else []
+
+
+DECLARATION = re.compile(r"\b(?:const|let)\s+([A-Za-z_$][\w$]*)")
+
+
+def check_scripts(parsed: _Page) -> list[str]:
+    names = [n for body in parsed.inline for n in DECLARATION.findall(body)]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    return [f"declares {', '.join(twice)} twice in its inline scripts (the browser reports \"Identifier "
+            f"'{twice[0]}' has already been declared\")"] if twice else []
+
+
 def machine_paths(env: Mapping[str, str], root: Path | None) -> dict[str, str]:
     """Absolute paths of the building machine that no page may contain, by where they come from."""
     found: dict[str, str] = {}
@@ -176,7 +204,7 @@ def check(build: Path, root: Path | None = ROOT, env: Mapping[str, str] | None =
         parsed.close()
         classes[rel] = parsed.classes
         found = (check_mathjax(page, build, parsed) + check_setup_code(parsed) + check_progress(parsed)
-                 + check_paths(raw, paths))
+                 + check_nan(parsed) + check_scripts(parsed) + check_paths(raw, paths))
         problems += [f"{rel}: {p}" for p in found]
     for rel in chapters:
         if rel not in classes:

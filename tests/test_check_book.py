@@ -214,3 +214,22 @@ def test_percentages_and_tables_are_not_progress_bars(good):
     text = "<p>DSR 45.2% | robust 12.0% | N 200/1000</p><table><tr><td>50%</td><td>| 3/4</td></tr></table>"
     (good / "notebooks" / "00_data.html").write_text(_page(body=text))
     assert _problems(good) == []
+
+
+def test_a_nan_table_cell_fails(good):
+    page = good / "notebooks" / "07_report.html"
+    page.write_text(_page(body="<table><tr><th>model</th><th>ACC</th></tr><tr><td>SUP</td><td>0.5</td></tr></table>"))
+    assert _problems(good) == []
+    page.write_text(_page(body="<table><tr><td>SUP</td><td>NaN</td><td>nan</td></tr></table><p>NaN in prose</p>"))
+    assert _problems(good) == ["notebooks/07_report.html: shows 2 table cell(s) reading 'NaN'; format the table so "
+                               "a missing number says why (na_rep)"]
+
+
+def test_a_name_declared_twice_in_inline_scripts_fails(good):
+    script = '<script>const THEBE_JS_URL = "x"; let other = 1;</script>'
+    page = good / "notebooks" / "00_data.html"
+    page.write_text(_page(script))
+    assert _problems(good) == []
+    page.write_text(_page(script + script))
+    (problem,) = _problems(good)
+    assert problem.startswith("notebooks/00_data.html: declares THEBE_JS_URL, other twice") and "THEBE_JS_URL'" in problem

@@ -230,3 +230,43 @@ def test_one_data_rule_satnb_data_else_the_folder_beside_the_repository(monkeypa
     # the scripts (book, tests, lab) export the same folder
     env_sh = (environment.REPOSITORY / "scripts" / "_env.sh").read_text()
     assert "$(cd .. && pwd)/shared/data" in env_sh
+
+
+def test_an_extracted_archive_is_keyed_by_the_archive_not_by_reading_every_image(monkeypatch, tmp_path):
+    """A notebook's setup does not re-read the 60 000 extracted CIFAR-10 files; a new archive is a new dataset."""
+    import builtins
+    import os
+    import tarfile
+
+    from satnb.core import image_folder
+    from satnb.core.image_folder import extract_archive
+
+    def pack(tree, archive):
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(tree / "train", arcname="train")
+            tar.add(tree / "test", arcname="test")
+
+    tree, archive = tmp_path / "tree", tmp_path / "pets.tar.gz"
+    _write_folder(tree, {"cat": ["0", "2"], "dog": ["1", "3"]})
+    pack(tree, archive)
+    first = load_image_folder(extract_archive(archive))
+    reads = []
+
+    def counting_open(path, *args, **kwargs):
+        reads.append(str(path))
+        return builtins.open(path, *args, **kwargs)
+
+    monkeypatch.setattr(image_folder, "open", counting_open, raising=False)
+    again = load_image_folder(extract_archive(archive))
+    assert again.fingerprint() == first.fingerprint()
+    assert not [r for r in reads if r.endswith(".png")], reads
+    monkeypatch.undo()
+
+    # the archive re-made with other pixels (a new size or modification time): extracted and decoded anew
+    for png in tree.rglob("*.png"):
+        Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(png)
+    pack(tree, archive)
+    st = archive.stat()
+    os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    changed = load_image_folder(extract_archive(archive))
+    assert changed.fingerprint() != first.fingerprint() and not changed.x_train.any()

@@ -203,3 +203,19 @@ def test_an_edit_during_a_run_does_not_change_the_running_code_keys(pkg, monkeyp
     assert source_fingerprint(STAGES["train"], pkg) == before  # this process still runs the old code
     monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)  # a new process reads the new code
     assert source_fingerprint(STAGES["train"], pkg) != before
+
+
+def test_the_snapshot_s_fingerprints_are_computed_once_per_process(pkg, monkeypatch):
+    """A report asks for the same stage fingerprints ~100 times: the second ask walks no code; a new snapshot does."""
+    from satnb.core import fingerprint
+
+    monkeypatch.setattr(fingerprint, "PACKAGE_DIR", pkg)
+    monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)
+    before = source_fingerprint(STAGES["train"], pkg)
+    walks = []
+    real_walk = fingerprint._walk
+    monkeypatch.setattr(fingerprint, "_walk", lambda *a: walks.append(a) or real_walk(*a))
+    assert source_fingerprint(STAGES["train"], pkg) == before and not walks
+    edit(pkg / "nets" / "pretrain.py", *LOOP_EDIT)
+    monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)  # a new process: the memo belongs to the old snapshot
+    assert source_fingerprint(STAGES["train"], pkg) != before and len(walks) == 1

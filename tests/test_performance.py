@@ -85,22 +85,17 @@ def test_train_throughput_table(tmp_path):
     assert Benchmarks.load(path).train_throughput() is None
 
 
-def test_time_to_accuracy_reads_the_reference_curve(tmp_path):
+def test_time_to_accuracy_sums_training_seconds_up_to_the_first_epoch_at_the_threshold():
     import sys
 
     sys.path.insert(0, str(find_results().parent))
-    from bench_train import time_to_accuracy
+    from bench_tta import minutes_to
 
     curve = [{"epoch": e, "seconds": 60.0, **({} if a is None else {"knn_acc": a})}
              for e, a in [(1, 0.5), (2, None), (3, 0.86), (4, None), (5, 0.89)]]
-    path = tmp_path / "run.json"
-    path.write_text(json.dumps({"training": {"sup": {"curve": curve}}}))
-    (to85, to90), info = time_to_accuracy(path)
-    assert to85["value"] == pytest.approx(3.0) and info["reached"]["0.85"]["epoch"] == 3
-    assert to90["value"] is None and "not reached (best 89.0% after 5.0 min" in to90["note"]
-    path.write_text(json.dumps({"training": {"sup": {"seconds": 10.0}}}))  # the old format: no curve
-    figures, info = time_to_accuracy(path)
-    assert [f["value"] for f in figures] == [None, None] and "no training.sup.curve" in info["note"]
+    assert minutes_to(curve, 0.85) == (pytest.approx(3.0), 3, 0.86, pytest.approx(5.0))
+    minutes, epoch, best, total = minutes_to(curve, 0.90)
+    assert (minutes, epoch, best, total) == (None, None, 0.89, pytest.approx(5.0))
 
 
 def test_training_step_table(tmp_path):

@@ -98,6 +98,13 @@ def show_source(*objs) -> None:
         display(Source(obj))
 
 
+def run_caption(text: str) -> None:
+    """Display a bold line naming the run the next output belongs to (its own output, never merged with print's)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(f"**{text}**"))
+
+
 @dataclass(frozen=True)
 class BesideReference:
     """This build beside the committed reference run: each one's heading, and their records paired by heading."""

@@ -16,7 +16,7 @@ from satnb.core.config import PROFILES
 from satnb.core.dataset import Dataset, short_source
 from satnb.core.datasets import DATASETS
 from satnb.core.identity import ModelId
-from satnb.report.cells import measure_columns
+from satnb.report.cells import measure_columns, text
 from satnb.report.paper import PAPER_TABLE1
 from satnb.report.record import MISSING, check_entries, label, model_ids, results_dir, settings_encoder_name
 
@@ -148,6 +148,22 @@ def zoo_table(records: Mapping[str, dict], encoders: Mapping[str, str] | None = 
                              "robust lo": r["robust_ci"][0], "robust hi": r["robust_ci"][1],
                              "s / image": r.get("seconds_per_image")})
     return pd.DataFrame(rows)
+
+
+def strongest_attack_table(records: Mapping[str, dict], encoders: Mapping[str, str] | None = None,
+                           attacks: tuple[str, ...] = ("gradient (paper)", "worst case")) -> pd.DataFrame:
+    """Robust accuracy per model under the paper's attack and the zoo's per-image worst case, "x% [lo, hi]"."""
+    table = zoo_table(records, encoders)
+    if table.empty:
+        return table
+    table = table[table["attack"].isin(attacks)]
+    index = ["model", "encoder"] if encoders is not None else ["model"]
+    shown = table.assign(robust=[text(v, "{:.1%}", lo, hi) for v, lo, hi in
+                                 zip(table["robust"], table["robust lo"], table["robust hi"])])
+    wide = shown.pivot_table(index=index, columns=["setting", "attack"], values="robust", aggfunc="first", sort=False)
+    order = [label(n) for n in records]
+    return wide.reindex(order, level="model").reindex(columns=[(s, a) for s in dict.fromkeys(table["setting"])
+                                                               for a in attacks if (s, a) in wide.columns])
 
 
 def l2_attacks_table(evaluations: Mapping[str, dict], zoo: Mapping[str, dict]) -> pd.DataFrame:

@@ -19,7 +19,9 @@ def test_committed_results_load_and_count_targets():
     met, n = bench.n_met()
     rows = [r for r in raw["table"] if r["kind"] in ("target", "error")]
     assert n == len(rows) and met == sum(r["passed"] is True for r in rows)
-    assert set(bench.provenance().index) == {r["benchmark"] for r in raw["benchmarks"]}
+    prov = bench.provenance()
+    assert set(prov.index) == {r["benchmark"] for r in raw["benchmarks"]}
+    assert not prov["threads"].isna().any()  # the book build's unset threads read "default", never NaN
     assert len(bench.of("knn")) == sum(r["benchmark"] == "knn" for r in raw["table"])
     assert bench.of("no-such-benchmark").empty
 

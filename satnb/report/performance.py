@@ -50,9 +50,12 @@ class Benchmarks:
             rows.append({"benchmark": rec["benchmark"], "measured at": p.get("finished_at"),
                          "git commit": p.get("git_commit"), "code": p.get("code_fingerprint"),
                          "torch": p.get("torch_version"), "cpu": m.get("cpu"), "cores": m.get("cores"),
-                         "load (1, 5, 15 min)": m.get("load_average_1_5_15"), "threads": s.get("threads"),
+                         "load (1, 5, 15 min)": m.get("load_average_1_5_15"),
+                         # None: the benchmark left torch its default threads (the book build, as scripts/book.sh)
+                         "threads": "default" if s.get("threads") is None else str(s["threads"]),
                          "clock": s.get("clock"), "quick": rec.get("quick"),
-                         "carried over": bool(rec.get("carried_over")), "run time (s)": rec.get("seconds")})
+                         "carried over": bool(rec.get("carried_over")),
+                         "run time (s)": None if rec.get("seconds") is None else round(float(rec["seconds"]), 1)})
         return pd.DataFrame(rows).set_index("benchmark")
 
     def targets(self) -> pd.DataFrame:

@@ -13,8 +13,9 @@ _spec.loader.exec_module(satnb_pages)
 
 def test_repeated_scripts_are_dropped_and_the_rest_keep_their_order():
     thebe = 'const THEBE_JS_URL = "https://unpkg.com/thebe@0.8.2/lib/index.js"'
+    # sphinx-thebe's config reached pages twice, once with filename None and once with "" (Sphinx 7.4)
     scripts = [_JavaScript("a.js"), _JavaScript(None, body=thebe), _JavaScript("b.js", **{"async": "async"}),
-               _JavaScript(None, body="var x = 1"), _JavaScript(None, body=thebe), _JavaScript("b.js"),
+               _JavaScript(None, body="var x = 1"), _JavaScript("", body=thebe), _JavaScript("b.js"),
                _JavaScript("a.js")]
     context = {"script_files": scripts}
     satnb_pages.unique_scripts(None, "index", "page.html", context, None)

@@ -16,7 +16,8 @@ def unique_scripts(app, pagename: str, templatename: str, context: dict, doctree
         return
     seen, kept = set(), []
     for js in scripts:
-        key = (str(getattr(js, "filename", js)), getattr(js, "priority", None),
+        # an inline script's filename is None or "" depending on who added it: the same script either way
+        key = (str(getattr(js, "filename", js) or ""), getattr(js, "priority", None),
                tuple(sorted((getattr(js, "attributes", None) or {}).items())))
         if key not in seen:
             seen.add(key)
@@ -26,5 +27,6 @@ def unique_scripts(app, pagename: str, templatename: str, context: dict, doctree
 
 def setup(app) -> dict:
     """Register the page hook."""
-    app.connect("html-page-context", unique_scripts, priority=900)
+    # first: html-page-context stops at the first handler that returns a template name (emit_firstresult)
+    app.connect("html-page-context", unique_scripts, priority=1)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -232,6 +232,10 @@ def print_table(rows: list[list[str]], header: tuple = ("bench", "metric", "valu
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
 
 
+class NotMeasurableHere(RuntimeError):
+    """This machine cannot measure the benchmark (e.g. bf16 with no bf16 kernels): run_all keeps the previous record."""
+
+
 def main(run: Callable[[argparse.Namespace], dict], description: str,
          extra: Callable[[argparse.ArgumentParser], None] | None = None) -> dict:
     """Parse options, set threads, run one benchmark, print its table (and write --json); exit 1 on a failed target."""

@@ -25,7 +25,20 @@ import time
 
 import numpy as np
 import torch
-from _common import CLOCK, Samples, figure, flops_of, interleave, log, main, median, ratio, record, spread
+from _common import (
+    CLOCK,
+    NotMeasurableHere,
+    Samples,
+    figure,
+    flops_of,
+    interleave,
+    log,
+    main,
+    median,
+    ratio,
+    record,
+    spread,
+)
 
 BATCH = 256
 BANK = 50_000  # NPID's memory bank: one row per CIFAR-10 training image
@@ -108,14 +121,18 @@ def matmul_peak(sizes: tuple[int, ...], repeats: int) -> tuple[dict[str, float],
 
 
 def run(args) -> dict:
-    from satnb.core.config import get_precision
+    from satnb.core.config import cpu_has_bf16, get_precision, set_precision
     from satnb.nets.encoders import describe_encoder
 
+    if not cpu_has_bf16():
+        # satnb then trains in fp32 whatever the setting: "bf16 / fp32" would time fp32 twice, and the bf16
+        # matmul peak (emulated, ~1 GFLOP/s) would give shares of thousands of percent
+        raise NotMeasurableHere("this CPU has no bfloat16 kernels (AVX-512 BF16 or AMX): satnb computes in fp32 "
+                                "here, so bf16 against fp32 cannot be measured; run it on a CPU that has them")
     t_start = time.perf_counter()
     quick = args.quick
     repeats = args.repeats or (2 if quick else 5)
     steps = 1 if quick else 2  # training steps per timed run
-    from satnb.core.config import set_precision
 
     saved = get_precision()
     data = random_data()

@@ -132,3 +132,18 @@ def test_committed_step_record_if_present():
         assert r["loop_over_real_time"] == pytest.approx(r["loop_step_s"] / r["real_step_s"], rel=0.01)
     targets = [x for x in rec["ratios"] if x["target"]]
     assert len(targets) == len(rows) and all(x["target"] == ">= 1.5" for x in targets)
+
+
+def test_bf16_against_fp32_is_not_measured_on_a_cpu_without_bf16_kernels(monkeypatch):
+    import argparse
+    import sys
+
+    sys.path.insert(0, str(find_results().parent))
+    import bench_train
+    from _common import NotMeasurableHere
+
+    from satnb.core import config
+
+    monkeypatch.setattr(config, "cpu_has_bf16", lambda: False)
+    with pytest.raises(NotMeasurableHere, match="no bfloat16 kernels"):
+        bench_train.run(argparse.Namespace(quick=True, repeats=1, threads=1))

@@ -22,7 +22,8 @@ def unique_scripts(app, pagename: str, templatename: str, context: dict, doctree
         if key not in seen:
             seen.add(key)
             kept.append(js)
-    context["script_files"] = kept
+    # in place: the list is the builder's own, to which later handlers (Sphinx's MathJax) still add scripts
+    scripts[:] = kept
 
 
 def setup(app) -> dict:

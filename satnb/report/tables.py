@@ -184,17 +184,18 @@ def l2_attacks_table(evaluations: Mapping[str, dict], zoo: Mapping[str, dict]) -
 def recipe_comparison(profile: str = "quick", dataset: str = "cifar10") -> pd.DataFrame | None:
     """Each method's recipes measured side by side (`scripts/compare_recipes.py`): final kNN accuracy, 95% interval.
 
-    One block per encoder the comparison ran on: the profile's own, and the cpu profile's (`--encoder cpu`,
-    the measurement behind the reference run's recipes) when committed. None when neither is committed.
+    One block per committed comparison of the profile (`results/recipes/<profile>-<dataset>*.json`): on the
+    profile's own encoder, on the cpu profile's (`--encoder cpu`), for fewer epochs (`--epochs N`). "chosen"
+    marks the profile's recipe today. None when none is committed.
     """
     try:
         folder = results_dir() / "recipes"
     except FileNotFoundError:
         return None
     rows = []
-    for suffix in ("", "-cpu-encoder"):
-        path = folder / f"{profile}-{dataset}{suffix}.json"
-        if not path.is_file():
+    for path in sorted(folder.glob(f"{profile}-{dataset}*.json")):
+        rest = path.stem[len(f"{profile}-{dataset}"):]
+        if rest and not rest.startswith("-"):  # another dataset whose name starts with this one's
             continue
         for r in json.loads(path.read_text())["runs"]:
             st = r["settings"]

@@ -191,3 +191,24 @@ def test_the_primary_sup_is_plain_cross_entropy_in_every_profile(name):
     assert p.train["sup"].label_smoothing == 0, f"{name}: the primary SUP must be the paper's plain cross-entropy"
     for twin in p.supervised_twins().values():  # SUP on another encoder is the same primary recipe
         assert twin.label_smoothing == 0
+
+
+def test_a_comparison_at_the_cpu_scale_marks_the_cpu_recipe_of_today_as_chosen():
+    """results/recipes/cpu-*.json (`--profile cpu --epochs N`): its chosen rows are the cpu profile's recipes."""
+    import json
+    from pathlib import Path
+
+    from satnb.report.tables import recipe_comparison
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "results" / "recipes").glob("cpu-cifar10*.json"))
+    table = recipe_comparison("cpu", "cifar10")
+    assert (table is None) == (not paths)
+    cpu = get_profile("cpu")
+    for path in paths:
+        rec = json.loads(path.read_text())
+        assert rec["profile"] == "cpu" and rec["dataset"]["n_test"] == 10000 and not rec["dataset"]["fallback"]
+        for run in rec["runs"]:
+            mine = {k: v for k, v in dataclasses.asdict(cpu.train[run["method"]]).items() if k != "epochs"}
+            measured = {k: v for k, v in run["settings"].items() if k != "epochs"}
+            assert (measured == mine) == run["chosen"], (path.name, run["recipe"])
+            assert run["settings"]["epochs"] == (rec["epochs"] or cpu.train[run["method"]].epochs)

@@ -26,8 +26,9 @@ def load_image_folder(root: str | Path, name: str | None = None, seed: int = 0) 
     """Load a `train/<class>/*`, `test/<class>/*` tree (torchvision ImageFolder layout), cached as .npz."""
     root = Path(root)
     extraction = _our_extraction(root)
-    if extraction is not None:  # satnb's own extraction of an archive: keyed by the archive, not listed again
-        cached = cache_dir() / "decoded" / f"{root.name}-{_archive_key(extraction, seed)}.npz"
+    key = _archive_key(extraction, seed) if extraction is not None else None
+    if key is not None:  # satnb's own extraction of an archive: keyed by the archive, not listed again
+        cached = cache_dir() / "decoded" / f"{root.name}-{key}.npz"
         if cached.is_file():
             return replace(load_npz(cached, name or root.name, where=root), source=f"image-folder:{root}")
     for split in ("train", "test"):
@@ -38,7 +39,7 @@ def load_image_folder(root: str | Path, name: str | None = None, seed: int = 0) 
     if not classes:
         raise DataError(f"{root / 'train'} holds no class folders; expected train/<class>/<image>")
     files = {s: _list_split(root / s, classes) for s in ("train", "test")}
-    key = _archive_key(extraction, seed) if extraction is not None else _content_key(root, files, seed)
+    key = key or _content_key(root, files, seed)
     cached = cache_dir() / "decoded" / f"{root.name}-{key}.npz"
     with _cache_lock(cached.name):
         for stale in cached.parent.glob(f".{cached.name}.*.tmp"):  # a killed decode's half-written file

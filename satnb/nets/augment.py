@@ -87,7 +87,7 @@ def random_shift(
     ix = (off[1].view(b, 1) + torch.arange(w).view(1, w)).to(x.device)
     bidx = torch.arange(b, device=x.device).view(b, 1, 1)
     out = xp[bidx, :, iy.view(b, h, 1), ix.view(b, 1, w)]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2).contiguous()
+    return out.permute(0, 3, 1, 2)  # a channels_last view: the caller chooses the memory format
 
 
 def _grayscale(x: Tensor) -> Tensor:
@@ -162,12 +162,20 @@ def random_grayscale(x: Tensor, p: float, generator: torch.Generator | None = No
     return mask * _grayscale(x).expand_as(x) + (1 - mask) * x
 
 
+def memory_format(x: Tensor) -> torch.memory_format:
+    """channels_last when a batch (B, C, H, W) is laid out so (and not also plain contiguous), else contiguous."""
+    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 @dataclass(frozen=True)
 class BatchAugment:
     """A configured per-sample augmentation: crop, horizontal flip, colour jitter (with prob), grayscale (prob).
 
     Call it as ``aug(x)`` or ``aug(x, generator)``; a generator passed at call time wins over
-    the one given at construction. Output has shape (B, C, image_size, image_size), values in [0, 1].
+    the one given at construction. Output has shape (B, C, image_size, image_size), values in [0, 1],
+    in the input's memory format (a channels_last batch stays channels_last for a channels_last model).
     """
 
     image_size: int
@@ -194,6 +202,7 @@ class BatchAugment:
             raise ValueError(f"expected float images in [0, 1], got dtype {x.dtype}")
         g = generator if generator is not None else self.generator
         b = x.shape[0]
+        fmt = memory_format(x)
         flip = _bernoulli(b, self.flip_p, g)
         if self.crop == "resized":
             x = random_resized_crop(x, self.image_size, self.scale, self.ratio, flip=flip, generator=g)
@@ -210,7 +219,7 @@ class BatchAugment:
                 sel_d = sel.to(x.device)
                 x = x.index_copy(0, sel_d, color_jitter(x.index_select(0, sel_d), *self.jitter, generator=g))
         x = random_grayscale(x, self.gray_p, g)
-        return x.clamp(0.0, 1.0)
+        return x.clamp(0.0, 1.0).contiguous(memory_format=fmt)
 
 
 def simclr_augment(image_size: int = 32, strength: float = 0.5, generator: torch.Generator | None = None,

@@ -15,7 +15,13 @@ A page fails when
       a person watching (JupyterLab, Colab, the CLI), never for the built report;
   (f) a table cell reads NaN (a missing number must say why, e.g. "not recorded" or "-");
   (g) its inline scripts declare one ``const``/``let`` name twice: the browser stops the second script with
-      "Identifier '...' has already been declared".
+      "Identifier '...' has already been declared";
+  (h) a cell shows a table straight after another table with nothing naming it (no caption, no line between):
+      the reader cannot tell which run or model it belongs to (e.g. one heading block printed before a table per
+      run; name each with ``satnb.notebook.display.run_caption`` or a table caption).
+
+Layout (tables and formulas wider than the page column, JavaScript errors) needs a browser:
+``scripts/check_layout.py``.
 
 Standard library only, so it runs before or without the venv.
 """
@@ -61,10 +67,29 @@ class _Page(HTMLParser):
         self.cells: list[str] = []  # text of every <td>/<th>
         self._in: str | None = None
         self._cell: list[str] | None = None
+        # (h): each cell's outputs in order, each as (has a table, has a caption); the depth of the open cell
+        # output and output <div>s
+        self.cell_outputs: list[list[list[bool]]] = []
+        self._depth = 0
+        self._cell_output_depth: int | None = None
+        self._output_depth: int | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         a = {k: v or "" for k, v in attrs}
-        self.classes.update(a.get("class", "").split())
+        classes = a.get("class", "").split()
+        self.classes.update(classes)
+        if tag == "div":
+            self._depth += 1
+            if "cell_output" in classes and self._cell_output_depth is None:
+                self._cell_output_depth = self._depth
+                self.cell_outputs.append([])
+            elif self._cell_output_depth is not None and self._depth == self._cell_output_depth + 1:
+                self._output_depth = self._depth
+                self.cell_outputs[-1].append([False, False])
+        elif tag in ("table", "caption") and self._output_depth is not None:
+            self.cell_outputs[-1][-1][tag == "caption"] = True
+        elif self._cell_output_depth is not None and self._output_depth is None:
+            self.cell_outputs[-1].append([False, False])  # e.g. a displayed Markdown line between two outputs
         if tag == "script":
             if a.get("src"):
                 self.urls.append((tag, "src", a["src"]))
@@ -79,6 +104,12 @@ class _Page(HTMLParser):
             self._cell = []
 
     def handle_endtag(self, tag: str) -> None:
+        if tag == "div":
+            if self._depth == self._output_depth:
+                self._output_depth = None
+            elif self._depth == self._cell_output_depth:
+                self._cell_output_depth = None
+            self._depth -= 1
         if tag == self._in:
             self._in = None
         elif tag in ("td", "th") and self._cell is not None:
@@ -161,6 +192,15 @@ def check_scripts(parsed: _Page) -> list[str]:
             f"'{twice[0]}' has already been declared\")"] if twice else []
 
 
+def check_unlabelled_tables(parsed: _Page) -> list[str]:
+    bare = 0
+    for outputs in parsed.cell_outputs:  # a table is named by a caption or by anything shown between it and the last
+        for before, (table, caption) in zip(outputs, outputs[1:]):
+            bare += before[0] and table and not caption
+    return [f"shows {bare} table(s) straight after another table of the same cell with nothing naming them; "
+            "display a line naming each (satnb.notebook.display.run_caption) or give it a caption"] if bare else []
+
+
 def machine_paths(env: Mapping[str, str], root: Path | None) -> dict[str, str]:
     """Absolute paths of the building machine that no page may contain, by where they come from."""
     found: dict[str, str] = {}
@@ -204,7 +244,8 @@ def check(build: Path, root: Path | None = ROOT, env: Mapping[str, str] | None =
         parsed.close()
         classes[rel] = parsed.classes
         found = (check_mathjax(page, build, parsed) + check_setup_code(parsed) + check_progress(parsed)
-                 + check_nan(parsed) + check_scripts(parsed) + check_paths(raw, paths))
+                 + check_nan(parsed) + check_scripts(parsed) + check_unlabelled_tables(parsed)
+                 + check_paths(raw, paths))
         problems += [f"{rel}: {p}" for p in found]
     for rel in chapters:
         if rel not in classes:

@@ -234,3 +234,43 @@ def test_a_name_declared_twice_in_inline_scripts_fails(good):
     (problem,) = _problems(good)
     assert problem.startswith("notebooks/00_data.html: declares THEBE_JS_URL, other twice")
     assert "'THEBE_JS_URL' has already been declared" in problem
+
+
+def _cell(*outputs: str) -> str:
+    return '<div class="cell docutils container"><div class="cell_output docutils container">' + "".join(outputs) + \
+        "</div></div>"
+
+
+TABLE = '<div class="output text_html"><div><table><tr><td>SUP</td><td>0.9</td></tr></table></div></div>'
+CAPTIONED = '<div class="output text_html"><table><caption>differences</caption><tr><td>1</td></tr></table></div>'
+STREAM = '<div class="output stream"><pre>reference run\nthis build</pre></div>'
+
+
+@pytest.mark.parametrize("outputs, bare", [
+    ((STREAM, TABLE, TABLE), 1),  # one merged heading block, then a table per run
+    ((TABLE, TABLE, TABLE), 2),
+    ((TABLE, CAPTIONED, TABLE), 1),  # the caption names its own table only
+])
+def test_a_table_straight_after_another_fails(good, outputs, bare):
+    page = good / "notebooks" / "07_report.html"
+    page.write_text(_page(body=_cell(*outputs)))
+    assert _problems(good) == [f"notebooks/07_report.html: shows {bare} table(s) straight after another table of the "
+                               "same cell with nothing naming them; display a line naming each "
+                               "(satnb.notebook.display.run_caption) or give it a caption"]
+
+
+@pytest.mark.parametrize("outputs", [
+    ("<p><strong>reference run</strong></p>", TABLE, "<p><strong>this build</strong></p>", TABLE),  # run_caption
+    (TABLE, STREAM, TABLE),
+    (TABLE, CAPTIONED, CAPTIONED),
+    (TABLE,),
+])
+def test_named_tables_pass(good, outputs):
+    (good / "notebooks" / "07_report.html").write_text(_page(body=_cell(*outputs)))
+    assert _problems(good) == []
+
+
+def test_tables_of_two_cells_are_judged_apart(good):
+    # a cell's first table is named by the prose and code above it, whatever the cell before showed
+    (good / "notebooks" / "07_report.html").write_text(_page(body=_cell(TABLE) + _cell(TABLE)))
+    assert _problems(good) == []

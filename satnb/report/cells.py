@@ -77,3 +77,4 @@ def by_model(table: pd.DataFrame) -> pd.DataFrame:
     """A long table indexed by (model, run), each model's runs together, models in order of first appearance."""
     order = {m: i for i, m in enumerate(dict.fromkeys(table["model"]))}
     return table.sort_values("model", key=lambda s: s.map(order), kind="stable").set_index(["model", "run"])
+

@@ -384,12 +384,12 @@ def claims_records(res: dict, space: str = "pixel") -> list[dict]:
 
 
 def verdicts(runs: dict[str, dict], space: str = "pixel") -> pd.DataFrame:
-    """One column of claim verdicts per run (this build's and every committed one)."""
-    cols = {}
+    """One row of claim verdicts per run (this build's and every committed one), a column per claim ("claim 1")."""
+    rows = {}
     for name, res in runs.items():
         heading = f"{name} ({res['profile']}, {res['dataset']['dataset']}, N={_n_attacked(res, space)})"
-        cols[heading] = claims_table(res, space)["verdict"]
-    return pd.DataFrame(cols)
+        rows[heading] = {f"claim {c.number}": c.verdict for c in assess(res, space)}
+    return pd.DataFrame.from_dict(rows, orient="index")
 
 
 def _n_attacked(res: dict, space: str) -> int | str:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from satnb.core.fingerprint import PACKAGE_DIR
+from satnb.report.record import METHOD_NAMES
 
 RESULTS = "benchmarks/results.json"
 
@@ -47,10 +48,11 @@ class Benchmarks:
         for rec in self.records.values():
             p, s = rec.get("provenance") or {}, rec.get("settings") or {}
             m = p.get("machine") or {}
-            rows.append({"benchmark": rec["benchmark"], "measured at": p.get("finished_at"),
-                         "git commit": p.get("git_commit"), "code": p.get("code_fingerprint"),
+            load = m.get("load_average_1_5_15")
+            rows.append({"benchmark": rec["benchmark"], "measured at (UTC)": _minute(p.get("finished_at")),
+                         "git commit": _short_commit(p.get("git_commit")), "code": p.get("code_fingerprint"),
                          "torch": p.get("torch_version"), "cpu": m.get("cpu"), "cores": m.get("cores"),
-                         "load (1, 5, 15 min)": m.get("load_average_1_5_15"),
+                         "load (1, 5, 15 min)": ", ".join(f"{x:.2f}" for x in load) if load else "n/a",
                          # None: the benchmark left torch its default threads (the book build, as scripts/book.sh)
                          "threads": "default" if s.get("threads") is None else str(s["threads"]),
                          "clock": s.get("clock"), "quick": rec.get("quick"),
@@ -91,7 +93,7 @@ class Benchmarks:
         if not isinstance(rows, dict) or not rows:
             return None
         out = pd.DataFrame([{
-            "method": _METHOD_NAMES.get(r.get("method"), key), "encoder": r.get("encoder"),
+            "method": METHOD_NAMES.get(r.get("method"), key), "encoder": r.get("encoder"),
             "fp32 images/s": r.get("fp32_images_per_s"), "bf16 images/s": r.get("bf16_images_per_s"),
             "bf16 / fp32": fmt(r.get("bf16_over_fp32"), "x"), "GFLOP per step": r.get("gflop_per_step"),
             "bf16 GFLOP/s": r.get("bf16_gflops"),
@@ -111,7 +113,7 @@ class Benchmarks:
             phases = r.get("phases_s") or {}
             total = sum(phases.values()) or float("nan")
             out.append({
-                "method": _METHOD_NAMES.get(r.get("method"), r.get("method")), "encoder": r.get("encoder"),
+                "method": METHOD_NAMES.get(r.get("method"), r.get("method")), "encoder": r.get("encoder"),
                 "batch": r.get("batch"), "in the loop": r.get("loop_images_per_s"),
                 "images/s": r.get("real_images_per_s"),
                 "NCHW augmentation (before)": r.get("nchw_images_per_s"),
@@ -124,7 +126,17 @@ class Benchmarks:
         return pd.DataFrame(out).set_index(["method", "encoder"])
 
 
-_METHOD_NAMES = {"amdim": "AMDIM", "npid": "NPID", "simclr": "SimCLR", "sup": "SUP"}
+def _minute(stamp: str | None) -> str:
+    """An ISO time stamp to the minute ("2026-12-05 11:39"), "n/a" when missing."""
+    return "n/a" if not stamp else stamp.replace("T", " ")[:16]
+
+
+def _short_commit(commit: str | None) -> str:
+    """A git commit as its first 10 hex digits, keeping a "+dirty" mark."""
+    if not commit:
+        return "n/a"
+    head, plus, rest = commit.partition("+")
+    return head[:10] + plus + rest
 
 
 def _percent(fraction) -> str:

@@ -296,6 +296,9 @@ def known_models() -> dict[str, ModelId]:
     return {m.name: m for p in PROFILES.values() for m in _candidates(p.to_dict(), SAT_OBJECTIVES)}
 
 
+METHOD_NAMES = {"amdim": "AMDIM", "npid": "NPID", "simclr": "SimCLR", "sup": "SUP"}  # as the paper writes them
+
+
 def label(model: ModelId | str, models: Mapping[str, ModelId] | None = None) -> str:
     """A model's display name ("SAT (AMDIM)"): its ModelId's label, a name found through `models` or `known_models`.
 

@@ -18,26 +18,44 @@ from satnb.core.datasets import DATASETS
 from satnb.core.identity import ModelId
 from satnb.report.cells import measure_columns, text
 from satnb.report.paper import PAPER_TABLE1
-from satnb.report.record import MISSING, check_entries, label, model_ids, results_dir, settings_encoder_name
+from satnb.report.record import (
+    METHOD_NAMES,
+    MISSING,
+    check_entries,
+    label,
+    model_ids,
+    results_dir,
+    settings_encoder_name,
+)
 
 
 def profile_table() -> pd.DataFrame:
-    """One row per profile: data sizes, epochs per method, attack sizes."""
+    """One row per profile: data sizes, epochs per method, encoders, attack sizes, seeds and grid."""
     rows = []
     for p in PROFILES.values():
+        methods = [m for m in METHOD_NAMES if m in p.train]
+        by_encoder: dict[str, list[str]] = {}
+        for m, t in p.train.items():
+            by_encoder.setdefault(t.encoder, []).append(METHOD_NAMES[m])
+        encoders = "; ".join(f"{e} ({', '.join(ms)})" for e, ms in by_encoder.items()) if len(by_encoder) > 1 \
+            else f"{next(iter(by_encoder), '-')} (all)"
         rows.append({
             "profile": p.name,
-            "train images": p.n_train or "all",
-            "test images": p.n_test or "all",
+            "train / test images": f"{p.n_train or 'all'} / {p.n_test or 'all'}",
             "kNN k / m": f"{p.protocol.k} / {p.protocol.m}",
             "attacked N (grad / opt)": f"{p.protocol.n_attack or 'every correct'} / {p.protocol.n_attack_opt}",
-            **{f"{m} epochs": f"{t.epochs} ({t.encoder})" for m, t in p.train.items()},
+            f"epochs ({' / '.join(METHOD_NAMES[m] for m in methods)})": " / ".join(str(p.train[m].epochs)
+                                                                                 for m in methods),
+            "encoders": encoders,
             "SAT iterations": p.sat.iterations,
             "training seeds": len(p.seeds),
-            "protocol grid": (f"yes ({'all seeds' if p.grid_seeds is None else f'{p.grid_seeds} seed(s)'} beside "
-                              "the primary)") if p.grid else "primary only",
+            "grid cells judged on": ("all seeds" if p.grid_seeds is None else f"{p.grid_seeds} seed(s)") if p.grid
+            else "no grid (primary only)",
         })
-    return pd.DataFrame(rows).set_index("profile")
+    frame = pd.DataFrame(rows).set_index("profile")
+    return frame[[c for c in frame.columns if not c.startswith("epochs")][:3]
+                 + [c for c in frame.columns if c.startswith("epochs")]
+                 + [c for c in frame.columns if not c.startswith("epochs")][3:]]
 
 
 def class_counts(data: Dataset) -> pd.DataFrame:

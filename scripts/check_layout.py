@@ -7,8 +7,9 @@ Each page is opened in headless Chromium at a laptop's window (1280 x 900 px by 
   (a) a table is wider than the page's text column (it scrolls sideways or runs off the page): fewer or
       narrower columns, abbreviations with a legend, or a figure instead;
   (b) a displayed formula is wider than the column (its right edge is cut);
-  (c) a script raises, or a script, style sheet or image fails to load (a JavaScript error on the page);
-  (d) the page did not finish loading and typesetting its formulas within the time budget.
+  (c) a figure is shrunk below 70% of its drawn width to fit the column (its labels become unreadable);
+  (d) a script raises, or a script, style sheet or image fails to load (a JavaScript error on the page);
+  (e) the page did not finish loading and typesetting its formulas within the time budget.
 Code and output blocks that scroll sideways are counted and listed with ``--verbose``, not failed: a long
 line of code is sometimes the clearest form.
 
@@ -36,6 +37,9 @@ from check_book import _pages  # noqa: E402  (the same pages as the static check
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
 MARKER = "satnb-layout"
 SLACK_PX = 2  # sub-pixel rounding
+# a figure drawn wider than the column is shrunk to fit, and its text with it: below this share of its drawn size
+# matplotlib's 10-point labels (14 px at 100 dpi) fall under about 10 px on the page
+MIN_FIGURE_SCALE = 0.7
 # Runs first in <head>: collects errors (capture phase, so a <script> or <link> that fails to load counts too),
 # then after load and MathJax's typesetting measures the page and writes the result into the DOM as JSON.
 PROBE = """<script>
@@ -57,7 +61,11 @@ window.addEventListener("load", () => {
       return h ? h.textContent.replace(/[#\\u00b6]\\s*$/, "").trim() : "";
     };
     const width = el => Math.ceil(el.getBoundingClientRect().width);
-    const out = {column: column, tables: [], formulas: [], code: [], errors: window.__satnbErrors};
+    const out = {column: column, tables: [], formulas: [], code: [], figures: [], errors: window.__satnbErrors};
+    col.querySelectorAll("img").forEach(img => {
+      if (img.naturalWidth > 0) out.figures.push({src: img.getAttribute("src") || "", section: where(img),
+                                                  natural: img.naturalWidth, shown: width(img)});
+    });
     col.querySelectorAll("table").forEach((t, i) => {
       const cap = t.querySelector("caption");
       const heads = Array.from(t.querySelectorAll("thead th")).map(th => th.textContent.trim()).filter(x => x);
@@ -109,6 +117,7 @@ class Layout:
     tables: list[dict] = field(default_factory=list)
     formulas: list[dict] = field(default_factory=list)
     code: list[dict] = field(default_factory=list)
+    figures: list[dict] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
 
@@ -151,6 +160,13 @@ def problems_of(layout: Layout | None) -> list[str]:
             where = f" in {f['section']!r}" if f["section"] else ""
             out.append(f"a displayed formula{where} is {f['width']} px wide, the column {col} px: break it "
                        f"(aligned lines) or shorten it")
+    for f in layout.figures:
+        scale = f["shown"] / f["natural"]
+        if scale < MIN_FIGURE_SCALE:
+            where = f" in {f['section']!r}" if f["section"] else ""
+            out.append(f"a figure{where} ({Path(f['src']).name}) is shown at {scale:.0%} of its drawn width "
+                       f"({f['natural']} px into {f['shown']} px), its labels too small to read: draw it narrower "
+                       f"(figsize width <= {layout.column / 100:.1f} in at 100 dpi) or split it")
     out += [f"JavaScript error: {e}" for e in dict.fromkeys(layout.errors)]
     return out
 

@@ -1,9 +1,11 @@
 """The report's verdicts follow the numbers; tables and figures are built from results records."""
 
+import io
 import json
 
 import matplotlib
 import pytest
+from PIL import Image
 
 from satnb.report import claims, plots, tables
 from satnb.report import record as results
@@ -74,6 +76,9 @@ def test_widget_render(tmp_path):
     explorer = AttackExplorer(Pipeline(profile, data, Store(tmp_path), progress=False), models=["sup"])
     r = explorer.compute("sup", 0, 0.05)
     assert (r["adv"] - r["x"]).abs().max() <= 0.05 + 1e-6 and r["votes_adv"].sum() == 5
-    assert explorer.render() is not None
+    fig = explorer.render()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", dpi=100)
+    assert Image.open(buf).size[0] <= 700  # drawn at the page's width: the book shows it at full size
     with pytest.raises(ValueError, match="outside the test set"):
         explorer.compute("sup", 10_000, 0.03)

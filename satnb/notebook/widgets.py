@@ -12,7 +12,7 @@ import torch
 from satnb.attacks import gradient_attack
 from satnb.core.config import AttackSettings
 from satnb.knn.features import as_images, extract_features
-from satnb.report.plots import vote_histogram
+from satnb.report.plots import PAGE_IN, vote_histogram
 
 
 class AttackExplorer:
@@ -45,23 +45,26 @@ class AttackExplorer:
         eps = self.pipe.profile.protocol.small.eps if eps is None else eps
         r = self.compute(model, index, eps)
         classes = self.pipe.data.classes
-        fig = plt.figure(figsize=(12, 4.2))
-        grid = fig.add_gridspec(2, 2 + self.n_neighbours // 2 + 2)
+        half = max(1, (self.n_neighbours + 1) // 2)
+        cols = 2 + half
+        # the page's width (plots.PAGE_IN): pictures on top, the two vote histograms under them
+        fig = plt.figure(figsize=(PAGE_IN, 2 * PAGE_IN / cols + 2.4))
+        grid = fig.add_gridspec(3, cols, height_ratios=[1, 1, 1.6])
         for j, (img, title) in enumerate(((r["x"], f"clean: {classes[r['label']]}"),
                                           (r["adv"], f"attacked, eps={eps:.3f}"))):
-            ax = fig.add_subplot(grid[:, j])
+            ax = fig.add_subplot(grid[:2, j])
             ax.imshow(img.permute(1, 2, 0).numpy().clip(0, 1), interpolation="nearest")
             ax.set_title(title, fontsize=9)
             ax.axis("off")
-        half = self.n_neighbours // 2
         for i, img in enumerate(r["neighbours"]):
             ax = fig.add_subplot(grid[i // half, 2 + i % half])
             ax.imshow(img, interpolation="nearest")
             ax.axis("off")
             if i == 0:
                 ax.set_title("nearest library images (attacked)", fontsize=8, loc="left")
-        vote_histogram(r["votes_clean"], classes, "kNN votes, clean", fig.add_subplot(grid[0, 2 + half:]))
-        vote_histogram(r["votes_adv"], classes, "kNN votes, attacked", fig.add_subplot(grid[1, 2 + half:]))
+        split = cols // 2
+        vote_histogram(r["votes_clean"], classes, "kNN votes, clean", fig.add_subplot(grid[2, :split]))
+        vote_histogram(r["votes_adv"], classes, "kNN votes, attacked", fig.add_subplot(grid[2, split:]))
         fig.suptitle(f"model: {model}", fontsize=10)
         fig.tight_layout()
         return fig
@@ -93,7 +96,7 @@ class AttackExplorer:
 
         fig = self.render()
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", bbox_inches="tight", dpi=90)
+        fig.savefig(buf, format="png", bbox_inches="tight", dpi=100)
         plt.close(fig)
         bundle = {"text/plain": f"AttackExplorer(models={self.models}) (static picture: default state)",
                   "image/png": base64.b64encode(buf.getvalue()).decode()}

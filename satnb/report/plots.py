@@ -14,6 +14,33 @@ from satnb.core.dataset import Dataset
 from satnb.core.identity import ModelId
 from satnb.report.paper import PAPER_POINTS
 
+# The width a figure may take on the book's page (its output column is about 676 px) at matplotlib's 100 dpi: a
+# wider figure is shrunk to fit and its labels with it (scripts/check_layout.py fails one shown below 70%).
+PAGE_IN = 6.8
+
+
+def _grid(n: int, ncols: int, height: float, **kw) -> tuple[plt.Figure, np.ndarray]:
+    """n panels in rows of at most `ncols`, the page's width, `height` inches a row; unused panels hidden."""
+    ncols = max(1, min(ncols, n))
+    nrows = int(np.ceil(max(n, 1) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(PAGE_IN, height * nrows), squeeze=False, **kw)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
+def _legend_below(fig: plt.Figure, axes, ncol: int = 3, **kw) -> None:
+    """One legend for the whole figure, under it: every label of every panel once (no series left out)."""
+    found: dict[str, object] = {}
+    for ax in np.ravel(axes):
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            found.setdefault(text, handle)
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    if found:
+        fig.legend(list(found.values()), list(found), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=ncol,
+                   fontsize=8, frameon=False, **kw)
+
 
 def set_theme() -> None:
     """The book's plot style (seaborn's notebook context, white grid)."""
@@ -21,12 +48,13 @@ def set_theme() -> None:
 
 
 def image_grid(images: np.ndarray, titles: list[str] | None = None, ncols: int = 10,
-               size: float = 1.2, suptitle: str | None = None) -> plt.Figure:
-    """Show uint8 NHWC (or float NCHW in [0,1]) images in a grid."""
+               size: float | None = None, suptitle: str | None = None) -> plt.Figure:
+    """Show uint8 NHWC (or float NCHW in [0,1]) images in a grid (`size` inches a panel; default: the page's width)."""
     if images.dtype != np.uint8:
         images = (np.asarray(images).transpose(0, 2, 3, 1).clip(0, 1) * 255).astype(np.uint8)
     n = len(images)
     nrows = int(np.ceil(n / ncols))
+    size = min(PAGE_IN / ncols, 1.2) if size is None else size
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows * 1.15), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
@@ -49,8 +77,7 @@ def class_examples(data: Dataset, per_class: int = 8) -> plt.Figure:
 
 def training_curves(histories: dict[str, list[dict]]) -> plt.Figure:
     """Training loss per epoch, one panel per method (losses differ in scale)."""
-    n = len(histories)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 2.8), squeeze=False)
+    fig, axes = _grid(len(histories), 2, 2.4)
     for ax, (name, hist) in zip(axes.flat, histories.items()):
         df = pd.DataFrame(hist)
         if len(df):
@@ -75,18 +102,16 @@ def feature_map(features: dict[str, np.ndarray], labels: np.ndarray, classes: tu
     """2-D PCA of each model's test features, coloured by class."""
     from sklearn.decomposition import PCA
 
-    n = len(features)
-    fig, axes = plt.subplots(1, n, figsize=(3.6 * n, 3.6), squeeze=False)
-    for i, (ax, (name, f)) in enumerate(zip(axes.flat, features.items())):
+    fig, axes = _grid(len(features), 2, 3.0)
+    for ax, (name, f) in zip(axes.flat, features.items()):
         xy = PCA(2, random_state=0).fit_transform(np.asarray(f, dtype=np.float64))
-        sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=[classes[c] for c in labels], s=8, linewidth=0,
-                        palette="tab10", ax=ax, legend=i == n - 1)
-        ax.set_title(name)
+        sns.scatterplot(x=xy[:, 0], y=xy[:, 1], hue=[classes[c] for c in labels], hue_order=list(classes), s=8,
+                        linewidth=0, palette="tab10", ax=ax)
+        ax.set_title(name, fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
-    if n:
-        axes.flat[-1].legend(bbox_to_anchor=(1.02, 1), loc="upper left", fontsize=7)
     fig.tight_layout()
+    _legend_below(fig, axes, ncol=5, markerscale=2)
     return fig
 
 
@@ -95,7 +120,8 @@ def attack_examples(x: np.ndarray, adv: np.ndarray, neighbours_before: np.ndarra
     """Rows of: clean image, adversarial image, amplified perturbation, nearest library images before/after."""
     rows = len(x)
     cols = 3 + 2 * n_neighbours
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.25, rows * 1.45), squeeze=False)
+    side = PAGE_IN / cols  # each picture's side: the row fills the page
+    fig, axes = plt.subplots(rows, cols, figsize=(PAGE_IN, rows * side + 0.6), squeeze=False)
     for r in range(rows):
         delta = adv[r].astype(np.float32) - x[r].astype(np.float32)
         amp = np.clip(0.5 + delta / (2 * max(np.abs(delta).max(), 1e-6)), 0, 1)
@@ -105,11 +131,12 @@ def attack_examples(x: np.ndarray, adv: np.ndarray, neighbours_before: np.ndarra
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                head = ["clean", "adversarial", "perturbation\n(amplified)"]
-                ax.set_title(head[c] if c < 3 else ("neighbours\nbefore" if c == 3 else
-                             "neighbours\nafter" if c == 3 + n_neighbours else ""), fontsize=7)
+                head = ["clean", "attacked", "change\n(x amp.)"]
+                ax.set_title(head[c] if c < 3 else ("neighbours before" if c == 3 else
+                             "neighbours after" if c == 3 + n_neighbours else ""), fontsize=7,
+                             loc="center" if c < 3 else "left")
         axes[r][0].set_ylabel(titles[r], fontsize=7)
-    fig.tight_layout()
+    fig.tight_layout(w_pad=0.1, h_pad=0.3)
     return fig
 
 
@@ -149,7 +176,7 @@ MEASURES = (("dsr", "DSR", "DSR"), ("robust", "robust accuracy", "robust accurac
 
 def sat_trajectory_plot(trajectories: dict[str, list[dict]], paper: bool = True) -> plt.Figure:
     """Fig. 2 style: clean ACC against DSR (top) and robust accuracy (bottom) along SAT, one path per seed model."""
-    fig, axes = plt.subplots(2, 2, figsize=(10, 7.5), sharey="row", squeeze=False)
+    fig, axes = plt.subplots(2, 2, figsize=(PAGE_IN, 6.0), sharey="row", squeeze=False)
     for row, (key, name_y, paper_y) in enumerate(MEASURES):
         for ax, setting in zip(axes[row], ("small", "large")):
             col = f"{key}_{setting}"
@@ -170,12 +197,12 @@ def sat_trajectory_plot(trajectories: dict[str, list[dict]], paper: bool = True)
                     if len(sel):
                         ax.plot(sel["ACC"], y, marker + "--", color="black", alpha=0.6, ms=6,
                                 label=f"{ModelId.sat(seed).label}, paper")
-            ax.set_title(f"{name_y}, {setting} perturbation", fontsize=10)
-            ax.set_xlabel("clean kNN accuracy (ACC)")
+            ax.set_title(f"{name_y}, {setting}", fontsize=9)
+            ax.set_xlabel("clean kNN accuracy (ACC)", fontsize=9)
             ax.set_ylim(-0.02, 1.02)
-        axes[row][0].set_ylabel(paper_y)
-    axes[0][1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+        axes[row][0].set_ylabel(paper_y, fontsize=9)
     fig.tight_layout()
+    _legend_below(fig, axes, ncol=2)  # every panel's series: the paper's NPID path is missing from some
     return fig
 
 
@@ -186,7 +213,7 @@ def tradeoff_plot(ours: pd.DataFrame, paper: bool = True) -> plt.Figure:
     large; a column "<measure> lo" / "<measure> hi" adds its 95% interval as an error bar.
     """
     measures = [("DSR", "DSR")] + ([("robust", "robust accuracy")] if "robust small" in ours else [])
-    fig, axes = plt.subplots(len(measures), 2, figsize=(10, 4 * len(measures)), sharey="row", squeeze=False)
+    fig, axes = plt.subplots(len(measures), 2, figsize=(PAGE_IN, 3.2 * len(measures)), sharey="row", squeeze=False)
     palette = dict(zip(ours["model"], sns.color_palette("tab10", len(ours))))
     for row, (prefix, name_y) in enumerate(measures):
         for ax, setting in zip(axes[row], ("small", "large")):
@@ -203,26 +230,25 @@ def tradeoff_plot(ours: pd.DataFrame, paper: bool = True) -> plt.Figure:
                 y = pts["DSR"] if prefix == "DSR" else pts["ACC"] * pts["DSR"]
                 ax.scatter(pts["ACC"], y, marker="x", color="black", alpha=0.6, label="paper (CIFAR-10)")
                 for (_, r), yy in zip(pts.iterrows(), y):
-                    ax.annotate(r["model"], (r["ACC"], yy), fontsize=6, color="grey", xytext=(3, -8),
+                    ax.annotate(r["model"], (r["ACC"], yy), fontsize=7, color="grey", xytext=(3, -9),
                                 textcoords="offset points")
-            ax.set_title(f"{name_y}, {setting} perturbation (top right is better)", fontsize=10)
-            ax.set_xlabel("clean kNN accuracy (ACC)")
+            ax.set_title(f"{name_y}, {setting} (top right is better)", fontsize=9)
+            ax.set_xlabel("clean kNN accuracy (ACC)", fontsize=9)
             ax.set_ylim(-0.02, 1.02)
-        axes[row][0].set_ylabel(name_y + (" (paper: ACC x DSR)" if prefix == "robust" else ""))
-    handles, labels = axes[0][1].get_legend_handles_labels()
-    axes[0][1].legend(handles, labels, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+        axes[row][0].set_ylabel(name_y + (" (paper: ACC x DSR)" if prefix == "robust" else ""), fontsize=9)
     fig.tight_layout()
+    _legend_below(fig, axes, ncol=4)
     return fig
 
 
 def attack_zoo_plot(table: pd.DataFrame, measure: str = "robust") -> plt.Figure:
     """Robust accuracy (or DSR) of every model under each attack and the worst case, 95% intervals as bars."""
     settings = list(dict.fromkeys(table["setting"]))
-    fig, axes = plt.subplots(1, len(settings), figsize=(6 * len(settings), 3.8), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(len(settings), 1, figsize=(PAGE_IN, 3.0 * len(settings)), sharex=True, squeeze=False)
     attacks = list(dict.fromkeys(table["attack"]))
     models = list(dict.fromkeys(table["model"]))
     width = 0.8 / max(len(attacks), 1)
-    for ax, setting in zip(axes[0], settings):
+    for ax, setting in zip(axes[:, 0], settings):
         sel = table[table["setting"] == setting]
         for i, attack in enumerate(attacks):
             rows = sel[sel["attack"] == attack].set_index("model").reindex(models)
@@ -230,12 +256,12 @@ def attack_zoo_plot(table: pd.DataFrame, measure: str = "robust") -> plt.Figure:
             err = [rows[measure] - rows[f"{measure} lo"], rows[f"{measure} hi"] - rows[measure]]
             ax.bar(pos, rows[measure], width, yerr=err, capsize=2, label=attack,
                    color="black" if attack == "worst case" else None, alpha=0.85)
-        ax.set_xticks(np.arange(len(models)), models, rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"{setting} perturbation")
+        ax.set_xticks(np.arange(len(models)), models, rotation=30, ha="right", fontsize=9)
+        ax.set_title(f"{setting} perturbation", fontsize=10)
         ax.set_ylim(0, 1)
-    axes[0][0].set_ylabel("robust accuracy" if measure == "robust" else "DSR")
-    axes[0][-1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
+        ax.set_ylabel("robust accuracy" if measure == "robust" else "DSR")
     fig.tight_layout()
+    _legend_below(fig, axes, ncol=4)
     return fig
 
 
@@ -256,18 +282,17 @@ def knn_curves(frame: pd.DataFrame) -> plt.Figure:
         return _empty("no kNN-accuracy curve recorded (the profile's curve_every is 0, or the file predates curves)")
     runs = list(dict.fromkeys(frame["run"]))
     palette = dict(zip(dict.fromkeys(frame["model"]), sns.color_palette("tab10")))
-    fig, axes = plt.subplots(len(runs), 2, figsize=(10, 3.2 * len(runs)), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(len(runs), 2, figsize=(PAGE_IN, 2.8 * len(runs)), sharey=True, squeeze=False)
     for row, run in zip(axes, runs):
         sel = frame[frame["run"] == run]
         for ax, x, name in zip(row, ("epoch", "minutes"), ("epoch", "training minutes (kNN evaluations excluded)")):
-            sns.lineplot(data=sel, x=x, y="kNN accuracy", hue="model", palette=palette, marker="o", ax=ax,
-                         legend=ax is row[1])
-            ax.set_xlabel(name)
+            sns.lineplot(data=sel, x=x, y="kNN accuracy", hue="model", palette=palette, marker="o", ax=ax)
+            ax.set_xlabel(name, fontsize=9)
             ax.set_title(run, fontsize=9)
-        row[1].legend(fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     for ax in axes[:, 0]:
         ax.set_ylabel("kNN test accuracy")
     fig.tight_layout()
+    _legend_below(fig, axes, ncol=4)
     return fig
 
 
@@ -280,14 +305,14 @@ def clean_accuracy_curves(frame: pd.DataFrame, unit: str = "epoch") -> plt.Figur
         return _empty("no fine-tuning trajectory recorded")
     runs = list(dict.fromkeys(frame["run"]))
     palette = dict(zip(dict.fromkeys(frame["model"]), sns.color_palette("tab10")))
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.4), sharey=True, squeeze=False)
-    for ax, run in zip(axes[0], runs):
+    fig, axes = _grid(len(runs), 3, 2.8, sharey=True)
+    for ax, run in zip(axes.flat, runs):
         sns.lineplot(data=frame[frame["run"] == run], x=unit, y="ACC", hue="model", palette=palette, marker="o",
                      ax=ax, legend=False)
         ax.set_title(run, fontsize=9)
         ax.set_ylabel("clean kNN accuracy")
         ax.xaxis.get_major_locator().set_params(integer=True)
     handles = [plt.Line2D([], [], color=color, marker="o", label=model) for model, color in palette.items()]
-    axes[0][-1].legend(handles=handles, fontsize=7, bbox_to_anchor=(1.02, 1), loc="upper left")
     fig.tight_layout()
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=4, fontsize=8, frameon=False)
     return fig

@@ -218,3 +218,26 @@ def test_warnings_during_a_run_are_one_line_each(capsys, monkeypatch, tmp_path):
                  "--quiet"]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if "cut to" in line]
     assert err == ["satnb: warning: m=30 cut to 1 for every class: class 3 of the kNN library has only 1 image(s)"]
+
+
+def test_the_cli_as_the_readme_shows_it_reads_the_books_data(shared_data, tmp_path):
+    """`python -m satnb run --profile smoke` from the repository, SATNB_DATA unset: ../shared/data, as the book."""
+    import os
+    import re
+
+    from satnb.core import environment
+
+    env = {k: v for k, v in os.environ.items() if k != "SATNB_DATA"}
+    env["SATNB_THREADS"] = "1"
+    done = subprocess.run([sys.executable, "-m", "satnb", "run", "--profile", "smoke", "--stages", "train",
+                           "--methods", "sup", "--out", str(tmp_path / "r.json"), "--quiet"],
+                          cwd=environment.REPOSITORY, env=env, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    found = re.search(r"\[satnb\] profile=smoke dataset=(\S+) \(([^)]*)\)", done.stdout + done.stderr)
+    assert found, done.stdout[-2000:]
+    beside = environment.REPOSITORY.parent / "shared" / "data"
+    if beside.resolve() != shared_data.resolve():
+        pytest.skip(f"the data here comes from SATNB_DATA={shared_data}, not from {beside}")
+    # the book's scripts export the same folder (scripts/_env.sh; tests/test_data.py checks that rule)
+    assert found.group(1) == "cifar10" and found.group(2).endswith(str(beside / "cifar10-jpeg.tar.gz"))
+    assert "falling back" not in done.stderr and not (environment.REPOSITORY / "results" / "smoke-digits.json").exists()

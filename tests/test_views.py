@@ -104,3 +104,12 @@ def test_claims_verdicts_have_a_row_per_run_and_a_column_per_claim(monkeypatch):
     assert list(table.columns) == ["claim 1", "claim 2", "claim 3", "claim 4"]
     assert list(table.index) == ["this build (quick, cifar10, N=9)", "other (quick, cifar10, N=9)"]
     assert table.loc["other (quick, cifar10, N=9)", "claim 3"] == "verdict 3"
+
+
+def test_proportion_text_gives_wilsons_interval():
+    from satnb.report.cells import proportion_text
+
+    # 52 of 100: Wilson's 95% interval is [42.3%, 61.5%] (as a results file records the black-box DSR)
+    assert proportion_text(0.52, 100) == "52.0% [42.3%, 61.5%]"
+    assert proportion_text(1.0, 10) == "100.0% [72.2%, 100.0%]"
+    assert proportion_text(math.nan, 100) == MISSING and proportion_text(0.5, 0) == MISSING

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from satnb.core.stats import wilson
 from satnb.report.record import MISSING
 
 MEASURES = (("ACC", "acc"), ("DSR small", "dsr_small"), ("DSR large", "dsr_large"),
@@ -36,6 +37,14 @@ def text(value, fmt: str = "{:.1%}", lo=None, hi=None) -> str:
     if missing(lo) or missing(hi):
         return fmt.format(value)
     return f"{fmt.format(value)} [{fmt.format(lo)}, {fmt.format(hi)}]"
+
+
+def proportion_text(p, n: int, fmt: str = "{:.1%}") -> str:
+    """A proportion measured on n images as text with its Wilson 95% interval ("52.0% [42.3%, 61.5%]")."""
+    if missing(p) or not n:
+        return MISSING
+    ci = wilson(int(round(p * n)), int(n))
+    return text(ci.value, fmt, ci.lo, ci.hi)
 
 
 def interval_text(r: dict, key: str) -> str:

@@ -95,9 +95,11 @@ def results_frame(res: dict, space: str = "pixel") -> pd.DataFrame:
     rows = []
     for name, r in res["evaluation"].get(space, {}).items():
         row = {"name": name, "model": label(name, ids), "encoder": r.get("encoder", MISSING), **measure_columns(r)}
-        row.update({"L2": r.get("l2", np.nan), "L2 broken": r.get("l2_mean_broken_norm", r.get("l2", np.nan)),
-                    "opt success": r.get("opt_success", np.nan), "N": r["n_attacked"],
-                    "train s": r.get("train_seconds", np.nan)})
+        l2_ci, opt_ci = r.get("l2_mean_norm_ci") or (np.nan, np.nan), r.get("opt_success_ci") or (np.nan, np.nan)
+        row.update({"L2": r.get("l2", np.nan), "L2 lo": l2_ci[0], "L2 hi": l2_ci[1],
+                    "L2 broken": r.get("l2_mean_broken_norm", r.get("l2", np.nan)),
+                    "opt success": r.get("opt_success", np.nan), "opt success lo": opt_ci[0],
+                    "opt success hi": opt_ci[1], "N": r["n_attacked"], "train s": r.get("train_seconds", np.nan)})
         rows.append(row)
     return pd.DataFrame(rows).set_index("name") if rows else pd.DataFrame()
 

@@ -55,6 +55,21 @@ def _parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="print the paper-vs-ours table and the claims checklist from results files")
     rep.add_argument("files", nargs="*", help="results JSON files (default: results/*.json)")
     sub.add_parser("profiles", help="list the profiles and what they run")
+    bundle = sub.add_parser("bundle", help="move trained models between machines: export a run's cached artifacts "
+                                           "into one archive, import one into this cache")
+    bsub = bundle.add_subparsers(dest="action", required=True)
+    exp = bsub.add_parser("export", help="write the finished artifacts of a profile's run into an archive")
+    exp.add_argument("--profile", default=None, help="the profile whose run to export (default: $SATNB_PROFILE or "
+                                                     f"{DEFAULT_PROFILE})")
+    exp.add_argument("--dataset", default=None, help="the dataset it ran on (default: the profile's)")
+    exp.add_argument("--stages", default=None, help="comma-separated artifact stages to keep, e.g. "
+                                                    "train-amdim,train-sup (default: every stage)")
+    exp.add_argument("--out", default=None, help="the archive (default: satnb-<profile>-<dataset>.tar; "
+                                                 "a name ending in .gz compresses)")
+    imp = bsub.add_parser("import", help="check a bundle (path or https URL) and place its artifacts in the cache")
+    imp.add_argument("source", help="a bundle file made by `python -m satnb bundle export`, or an https URL")
+    imp.add_argument("--dataset", default=None, help="the dataset here to check it against (default: the "
+                                                     "bundle's profile's)")
     return ap
 
 
@@ -73,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             return _run(args)
         if args.command == "report":
             return _report(args.files)
+        if args.command == "bundle":
+            return _bundle(args)
         from satnb.report.tables import profile_table
 
         print(profile_table().to_string())
@@ -171,6 +188,37 @@ def _run(args: argparse.Namespace) -> int:
                           "space there or choose another --out, then run the same command again (every stage is "
                           "cached)") from err
     print(f"[satnb] wrote {out} in {time.perf_counter() - t0:.0f} s", flush=True)
+    return 0
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from satnb.core.config import get_profile
+    from satnb.core.dataset import profile_subset
+    from satnb.core.store import Store
+    from satnb.experiment.bundle import export_bundle, import_bundle
+    from satnb.experiment.session import start
+
+    if args.action == "export":  # every artifact computed on the profile's data (its --labelled-per-class runs too)
+        profile = get_profile(args.profile)
+        session = start(profile, args.dataset, progress=False)
+        stages = None if args.stages is None else [s.strip() for s in args.stages.split(",") if s.strip()]
+        out = Path(args.out or f"satnb-{profile.name}-{session.full.name}.tar")
+        manifest = export_bundle(session.store, session.data, profile, out, stages)
+        size = out.stat().st_size / 2**20
+        print(f"[satnb] wrote {out}: {len(manifest.artifacts)} artifacts, {size:.1f} MiB (profile {profile.name}, "
+              f"{session.full.name}, fingerprint {manifest.dataset['fingerprint']}, {manifest.precision})")
+        return 0
+    store = Store()
+
+    def data(manifest):  # the bundle's profile and dataset, as they resolve here
+        session = start(get_profile(manifest.profile), args.dataset or manifest.dataset.get("dataset"),
+                        progress=False, store=store)
+        return profile_subset(session.full, session.profile)
+
+    done = import_bundle(args.source, store, data)
+    print(f"[satnb] imported {len(done.added)} artifacts of the {done.manifest.profile} profile into "
+          f"{store.root} ({len(done.present)} were already there); the book and `python -m satnb run "
+          f"--profile {done.manifest.profile}` now read them instead of training")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -39,6 +40,14 @@ def setup(profile: str | None = None, dataset: str | None = None, show: bool = T
 
     session = start(profile, dataset)
     set_theme()
+    bundle = os.environ.get("SATNB_BUNDLE")
+    if bundle:  # trained models from another machine (python -m satnb bundle export): placed before anything runs
+        from satnb.experiment.bundle import import_once
+
+        done = import_once(bundle, session.store, lambda m: session.data)
+        if done is not None:
+            print(f"SATNB_BUNDLE: imported {len(done.added)} artifacts of the {done.manifest.profile} profile "
+                  f"({len(done.present)} already here)")
     if show:
         with warnings.catch_warnings():
             warnings.simplefilter("default")

@@ -188,10 +188,29 @@ def record(benchmark: str, title: str, settings: dict, figures: list[dict], rati
 
 
 def save(rec: dict, path: Path = RESULTS) -> None:
-    """Put this record into results.json in place of the same benchmark's previous one."""
+    """Put this record into results.json in place of the same benchmark's previous one, and its table with it."""
     data = json.loads(path.read_text()) if path.is_file() else {"benchmarks": []}
     data["benchmarks"] = [r for r in data.get("benchmarks", []) if r.get("benchmark") != rec["benchmark"]] + [rec]
+    data["table"] = flat(data["benchmarks"])  # the rows the Performance chapter reads: never older than the records
     path.write_text(json.dumps(data, indent=1) + "\n")
+
+
+def flat(records: list[dict]) -> list[dict]:
+    """One row per figure and target of every record (what the book's Performance page shows)."""
+    rows = []
+    for rec in records:
+        when = (rec.get("provenance") or {}).get("finished_at")
+        carried = bool(rec.get("carried_over"))
+        for item in rec.get("figures", []) + rec.get("ratios", []):
+            kind = "target" if item.get("target") else ("ratio" if item["unit"] == "x" else "figure")
+            rows.append({"benchmark": rec["benchmark"], "kind": kind, "metric": item["name"], "value": item["value"],
+                         "unit": item["unit"], "target": item.get("target"), "passed": item.get("passed"),
+                         "note": item.get("note", ""), "measured_at": when, "carried_over": carried})
+        if rec.get("error"):
+            rows.append({"benchmark": rec["benchmark"], "kind": "error", "metric": "ERROR", "value": None,
+                         "unit": "", "target": None, "passed": False, "note": rec["error"], "measured_at": when,
+                         "carried_over": carried})
+    return rows
 
 
 def _fmt(value: float | None, unit: str) -> str:

@@ -20,29 +20,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import RESULTS, NotMeasurableHere, configure, log, parser, print_table, provenance, table_rows  # noqa: E402
+from _common import (  # noqa: E402
+    RESULTS,
+    NotMeasurableHere,
+    configure,
+    flat,
+    log,
+    parser,
+    print_table,
+    provenance,
+    table_rows,
+)
 
 BENCHMARKS = {"knn": "bench_knn", "attack": "bench_attack", "opt_attack": "bench_opt_attack", "sat": "bench_sat",
               "train": "bench_train", "step": "bench_step", "tta": "bench_tta", "book": "bench_book"}
 SLOW = ("tta", "book")  # run only when asked: --only tta (about 45 min of training), --book
-
-
-def flat(records: list[dict]) -> list[dict]:
-    """One row per figure and target of every record (what the book's Performance page shows)."""
-    rows = []
-    for rec in records:
-        when = (rec.get("provenance") or {}).get("finished_at")
-        carried = bool(rec.get("carried_over"))
-        for item in rec.get("figures", []) + rec.get("ratios", []):
-            kind = "target" if item.get("target") else ("ratio" if item["unit"] == "x" else "figure")
-            rows.append({"benchmark": rec["benchmark"], "kind": kind, "metric": item["name"], "value": item["value"],
-                         "unit": item["unit"], "target": item.get("target"), "passed": item.get("passed"),
-                         "note": item.get("note", ""), "measured_at": when, "carried_over": carried})
-        if rec.get("error"):
-            rows.append({"benchmark": rec["benchmark"], "kind": "error", "metric": "ERROR", "value": None,
-                         "unit": "", "target": None, "passed": False, "note": rec["error"], "measured_at": when,
-                         "carried_over": carried})
-    return rows
 
 
 def main() -> int:

@@ -22,8 +22,11 @@ __all__ = ["__version__", "setup", *SUBPACKAGES]
 __getattr__ = lazy_modules(__name__, SUBPACKAGES)  # sub-packages are imported on first use: `import satnb` is light
 
 
-def setup(profile: str | None = None, dataset: str | None = None, show: bool = True):
-    """Start a notebook session: profile, threads, precision, device, store; show the provenance banner."""
+def setup(profile: str | None = None, dataset: str | None = None, show: bool = True, drive: bool = False):
+    """Start a notebook session: profile, threads, precision, device, store; show the provenance banner and runtime.
+
+    `drive=True` keeps the artifact cache on Google Drive when running on Colab (nothing elsewhere).
+    """
     from satnb.notebook.display import setup as _setup
 
-    return _setup(profile, dataset, show)
+    return _setup(profile, dataset, show, drive)

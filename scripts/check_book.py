@@ -18,7 +18,9 @@ A page fails when
       "Identifier '...' has already been declared";
   (h) a cell shows a table straight after another table with nothing naming it (no caption, no line between):
       the reader cannot tell which run or model it belongs to (e.g. one heading block printed before a table per
-      run; name each with ``satnb.notebook.display.run_caption`` or a table caption).
+      run; name each with ``satnb.notebook.display.run_caption`` or a table caption);
+  (i) a launch button (Colab, Binder) opens a repository path that is not a real file of the checkout: a
+      missing file, or one reached through a symlink (GitHub does not follow symlinked folders in its URLs).
 
 Layout (tables and formulas wider than the page column, JavaScript errors) needs a browser:
 ``scripts/check_layout.py``.
@@ -201,6 +203,26 @@ def check_unlabelled_tables(parsed: _Page) -> list[str]:
             "display a line naming each (satnb.notebook.display.run_caption) or give it a caption"] if bare else []
 
 
+LAUNCH = re.compile(r"https://(?:colab\.research\.google\.com/github|mybinder\.org/v2/gh)/[^/\s\"']+/[^/\s\"']+/"
+                    r"(?:blob/)?[^/\s\"']+/([^?\s\"']+\.ipynb)")
+
+
+def check_launch(raw: str, root: Path | None) -> list[str]:
+    if root is None:
+        return []
+    problems = []
+    for rel in dict.fromkeys(LAUNCH.findall(html.unescape(raw))):
+        path, real = root / rel, True
+        for part in [root / Path(*Path(rel).parts[:i]) for i in range(1, len(Path(rel).parts) + 1)]:
+            real = real and not part.is_symlink()
+        if not path.is_file():
+            problems.append(f"has a launch button for {rel}, which the repository does not have")
+        elif not real:
+            problems.append(f"has a launch button for {rel}, a path through a symlink that GitHub does not follow: "
+                            "set repository.path_to_book in _config.yml so it names the real file")
+    return problems
+
+
 def machine_paths(env: Mapping[str, str], root: Path | None) -> dict[str, str]:
     """Absolute paths of the building machine that no page may contain, by where they come from."""
     found: dict[str, str] = {}
@@ -245,7 +267,7 @@ def check(build: Path, root: Path | None = ROOT, env: Mapping[str, str] | None =
         classes[rel] = parsed.classes
         found = (check_mathjax(page, build, parsed) + check_setup_code(parsed) + check_progress(parsed)
                  + check_nan(parsed) + check_scripts(parsed) + check_unlabelled_tables(parsed)
-                 + check_paths(raw, paths))
+                 + check_launch(raw, root) + check_paths(raw, paths))
         problems += [f"{rel}: {p}" for p in found]
     for rel in chapters:
         if rel not in classes:

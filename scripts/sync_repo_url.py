@@ -1,4 +1,5 @@
-"""Rewrite every notebook's Colab install line to use `repository.url` from _config.yml (the one place it is set)."""
+"""Rewrite every notebook's Colab install line: `repository.url` from _config.yml at the release tag `v<version>` of
+pyproject.toml (the one place each is set), so a notebook installs the version it belongs to."""
 
 import json
 import re
@@ -14,7 +15,11 @@ def main() -> int:
     if not url:
         print("no repository.url in _config.yml", file=sys.stderr)
         return 2
-    url = url.group(1)
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), flags=re.M)
+    if not version:
+        print("no version in pyproject.toml", file=sys.stderr)
+        return 2
+    url = f"{url.group(1)}@v{version.group(1)}"
     for path in sorted((ROOT / "notebooks").glob("*.ipynb")):
         nb = json.loads(path.read_text())
         changed = False

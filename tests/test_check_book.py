@@ -274,3 +274,20 @@ def test_tables_of_two_cells_are_judged_apart(good):
     # a cell's first table is named by the prose and code above it, whatever the cell before showed
     (good / "notebooks" / "07_report.html").write_text(_page(body=_cell(TABLE) + _cell(TABLE)))
     assert _problems(good) == []
+
+
+def test_launch_buttons_must_open_a_real_notebook(tmp_path):
+    repo = tmp_path / "repo"
+    (repo / "notebooks").mkdir(parents=True)
+    (repo / "notebooks" / "01.ipynb").write_text("{}")
+    (repo / "book").mkdir()
+    (repo / "book" / "notebooks").symlink_to("../notebooks")
+    colab = "https://colab.research.google.com/github/satnb/satnb/blob/main/{}"
+    page = '<a href="{}" class="btn">Colab</a>'
+    assert check_book.check_launch(page.format(colab.format("notebooks/01.ipynb")), repo) == []
+    through = check_book.check_launch(page.format(colab.format("book/notebooks/01.ipynb")), repo)
+    assert len(through) == 1 and "through a symlink that GitHub does not follow" in through[0]
+    missing = check_book.check_launch(page.format(colab.format("notebooks/02.ipynb")), repo)
+    assert missing == ["has a launch button for notebooks/02.ipynb, which the repository does not have"]
+    binder = "https://mybinder.org/v2/gh/satnb/satnb/main?urlpath=tree/notebooks/01.ipynb"
+    assert check_book.check_launch(page.format(binder), repo) == []  # a Binder link to a real notebook

@@ -79,7 +79,10 @@ def test_every_notebook_starts_with_the_same_setup_cell():
     setup = setups.pop()
     assert "satnb.setup(" in setup and "pip" in setup
     url = re.search(r"^\s+url: (\S+)", (ROOT / "_config.yml").read_text(), flags=re.M).group(1)
-    assert f"git+{url}" in setup, "the Colab install must use the repository URL of _config.yml"
+    version = re.search(r'^version = "([^"]+)"', (ROOT / "pyproject.toml").read_text(), flags=re.M).group(1)
+    assert f'git+{url}@v{version}"' in setup, ("the Colab install must pin the release tag of pyproject's version on "
+                                               "the repository URL of _config.yml (python scripts/sync_repo_url.py)")
+    assert "satnb.setup(drive=KEEP_CACHE_ON_DRIVE)" in setup and "KEEP_CACHE_ON_DRIVE = False" in setup
 
 
 def test_book_wiring():

@@ -147,3 +147,29 @@ def test_bf16_against_fp32_is_not_measured_on_a_cpu_without_bf16_kernels(monkeyp
     monkeypatch.setattr(config, "cpu_has_bf16", lambda: False)
     with pytest.raises(NotMeasurableHere, match="no bfloat16 kernels"):
         bench_train.run(argparse.Namespace(quick=True, repeats=1, threads=1))
+
+
+def test_the_committed_table_is_made_from_the_committed_records():
+    """The Performance chapter reads the table; it must never lag the records (a --save once left it stale)."""
+    import sys
+
+    sys.path.insert(0, str(find_results().parents[1] / "benchmarks"))
+    from _common import flat
+
+    raw = json.loads(find_results().read_text())
+    assert raw["table"] == flat(raw["benchmarks"])
+
+
+def test_saving_one_benchmark_rewrites_the_table(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(find_results().parents[1] / "benchmarks"))
+    from _common import save
+
+    path = tmp_path / "results.json"
+    old = {"benchmark": "book", "figures": [{"name": "quick book, cold cache (wall)", "value": 578.0, "unit": "s"}],
+           "ratios": [], "provenance": {"finished_at": "2026-12-02"}}
+    save(old, path)
+    save(dict(old, figures=[dict(old["figures"][0], value=1263.0)], provenance={"finished_at": "2026-12-05"}), path)
+    rows = json.loads(path.read_text())["table"]
+    assert [(r["value"], r["measured_at"]) for r in rows] == [(1263.0, "2026-12-05")]

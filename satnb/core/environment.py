@@ -31,6 +31,29 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 SHARED_DATA = REPOSITORY.parent / "shared" / "data"  # this project's offline data, beside the repository
 
 
+INSTALLED = Path("share") / "satnb"  # where a wheel puts the committed results (pyproject's data-files)
+
+
+def installed_data_dirs() -> list[Path]:
+    """The folders where an installed wheel's data files may lie (the install scheme's data path, the prefix, the
+    user base): `pip install` of satnb outside a checkout puts results/ and benchmarks/results.json there."""
+    import site
+    import sys
+    import sysconfig
+
+    bases = [sysconfig.get_path("data"), sys.prefix, getattr(site, "USER_BASE", None)]
+    return [Path(b) / INSTALLED for b in dict.fromkeys(b for b in bases if b)]
+
+
+def shipped(relative: str) -> Path | None:
+    """A file or folder the repository commits (e.g. "results", "benchmarks/results.json"): from the checkout
+    satnb runs in, else from an installed wheel's data files; None when neither has it."""
+    for root in (REPOSITORY, *installed_data_dirs()):
+        if (root / relative).exists() and (root is not REPOSITORY or (root / "satnb").is_dir()):
+            return root / relative
+    return None
+
+
 def data_env() -> Path | None:
     """Where data is read first: `SATNB_DATA` if set, else `../shared/data` beside the repository if it exists.
 

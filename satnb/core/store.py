@@ -41,16 +41,29 @@ def code_fingerprint() -> str:
     return h.hexdigest()
 
 
+def installed_commit() -> str | None:
+    """The commit an installed satnb was built from, as pip records a `pip install git+URL@ref` (PEP 610's
+    direct_url.json); None for another kind of install."""
+    from importlib import metadata
+
+    try:
+        raw = metadata.distribution("satnb").read_text("direct_url.json")
+        commit = (json.loads(raw or "{}").get("vcs_info") or {}).get("commit_id")
+    except (metadata.PackageNotFoundError, ValueError, OSError):
+        return None
+    return commit or None
+
+
 @functools.lru_cache(maxsize=1)
 def git_commit() -> str | None:
-    """Return the git commit of the checkout satnb runs from (None outside a checkout)."""
+    """Return the git commit of the checkout satnb runs from, else the one it was installed from (None: unknown)."""
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PACKAGE_DIR, capture_output=True, text=True,
                              timeout=5)
     except (OSError, subprocess.SubprocessError):
-        return None
+        return installed_commit()
     if out.returncode != 0:
-        return None
+        return installed_commit()
     dirty = subprocess.run(["git", "status", "--porcelain", "--", "."], cwd=PACKAGE_DIR, capture_output=True,
                            text=True, timeout=5).stdout.strip()
     return out.stdout.strip() + ("+dirty" if dirty else "")

@@ -34,10 +34,19 @@ def banner(session: Session) -> str:
             f"{p['git_commit'] or 'n/a'}), torch {p['torch_version']}.")
 
 
-def setup(profile: str | None = None, dataset: str | None = None, show: bool = True) -> Session:
-    """Pick the profile and device, open the artifact store and show the provenance banner."""
+def setup(profile: str | None = None, dataset: str | None = None, show: bool = True, drive: bool = False) -> Session:
+    """Pick the profile and device, open the artifact store and show the provenance banner and the runtime.
+
+    `drive=True` on Colab keeps the artifact cache on Google Drive (a disconnect then loses no trained model);
+    elsewhere it does nothing.
+    """
+    from satnb.notebook.runtime import describe, detect, keep_cache_on_drive
     from satnb.report.plots import set_theme
 
+    rt = detect()
+    if drive:
+        kept = keep_cache_on_drive(rt)
+        print(f"SATNB_CACHE={kept} (Google Drive)" if kept else "drive=True: not on Colab, the cache stays local")
     session = start(profile, dataset)
     set_theme()
     bundle = os.environ.get("SATNB_BUNDLE")
@@ -51,7 +60,7 @@ def setup(profile: str | None = None, dataset: str | None = None, show: bool = T
     if show:
         with warnings.catch_warnings():
             warnings.simplefilter("default")
-            text = banner(session)
+            text = banner(session) + " " + describe(rt, session.profile.name)
         try:
             from IPython.display import Markdown, display
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from satnb.core.environment import shipped
 from satnb.core.fingerprint import PACKAGE_DIR
 from satnb.report.record import METHOD_NAMES
 
@@ -21,9 +22,12 @@ def find_results(name: str = RESULTS) -> Path:
         for folder in [start, *start.parents]:
             if (folder / name).is_file():
                 return folder / name
-    raise FileNotFoundError(f"{name} not found above the working directory or the satnb package; it is committed "
-                            "with the repository: run from a checkout, or create it with "
-                            "`python benchmarks/run_all.py`")
+    found = shipped(name)  # an installed wheel's copy
+    if found is not None and found.is_file():
+        return found
+    raise FileNotFoundError(f"{name} not found above the working directory or the satnb package, nor installed "
+                            "with it; it is committed with the repository: run from a checkout, install satnb "
+                            "from its wheel, or create it with `python benchmarks/run_all.py`")
 
 
 @dataclass

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from satnb.core import stats
 from satnb.core.config import PROFILES
+from satnb.core.environment import shipped
 from satnb.core.fingerprint import PACKAGE_DIR, code_ids
 from satnb.core.identity import BASELINES, PRETRAINED, SSL, ModelId, supervised_twin
 from satnb.core.variants import SAT_VARIANTS
@@ -193,12 +194,17 @@ def _is_number(value) -> bool:
 
 
 def results_dir() -> Path:
-    """The repository's results/ folder (searched upward from here and from the package)."""
+    """The committed results/ folder: the checkout's (searched upward from here and from the package), else the
+    copy an installed wheel ships (`environment.shipped`)."""
     for start in (Path.cwd(), PACKAGE_DIR):
         for d in (start, *start.parents):
             if (d / "results").is_dir() and (d / "satnb").is_dir():
                 return d / "results"
-    raise FileNotFoundError("no results/ folder found next to the satnb package; run from a checkout")
+    found = shipped("results")
+    if found is None or not found.is_dir():
+        raise FileNotFoundError("no results/ folder found next to the satnb package nor installed with it; run "
+                                "from a checkout or install satnb from its wheel (pip install satnb-*.whl)")
+    return found
 
 
 def committed_results() -> dict[str, dict]:

@@ -24,6 +24,36 @@ def _parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="python -m satnb", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train, attack and evaluate every model of a profile; write a results JSON")
+    from satnb.core.config import DEFAULT_PROFILE
+
+    sweep = sub.add_parser("sweep", help="the same run as independent jobs (one stage of one model each) on a cluster "
+                                         "through submitit: SLURM job arrays, or local processes")
+    _run_arguments(run)
+    _run_arguments(sweep)
+    sweep.add_argument("--cluster", default=None, choices=("slurm", "local", "debug"),
+                       help="submitit executor (default: slurm where srun exists, else local processes)")
+    sweep.add_argument("--folder", default="sweep-logs/%j",
+                       help="submitit's folder for job pickles and logs (on SLURM: a shared filesystem; default "
+                            "%(default)s)")
+    sweep.add_argument("--partition", default=None, help="SLURM partition")
+    sweep.add_argument("--gpus-per-node", type=int, default=0, help="GPUs per job (default 0)")
+    sweep.add_argument("--cpus-per-task", type=int, default=2, help="CPU cores per job (default 2)")
+    sweep.add_argument("--timeout-min", type=int, default=240, help="time limit per job in minutes (default 240)")
+    sweep.add_argument("--parallelism", type=int, default=None,
+                       help="at most this many jobs of a wave at once (SLURM's array throttle)")
+    sweep.add_argument("--dry-run", action="store_true", help="print the jobs and submit nothing")
+    sweep.add_argument("--collect", action="store_true",
+                       help="submit nothing: write the results file from the cache (after a SLURM sweep's jobs end)")
+    rep_parser = sub.add_parser("report", help="print the paper-vs-ours table and the claims checklist from results "
+                                               "files")
+    rep_parser.add_argument("files", nargs="*", help="results JSON files (default: results/*.json)")
+    sub.add_parser("profiles", help="list the profiles and what they run")
+    _bundle_arguments(sub, DEFAULT_PROFILE)
+    return ap
+
+
+def _run_arguments(run: argparse.ArgumentParser) -> None:
+    """The options `run` and `sweep` share: what to run."""
     from satnb.core.config import DEFAULT_PROFILE, PROFILE_NAMES
 
     run.add_argument("--profile", default=None, help=f"{', '.join(PROFILE_NAMES)} (default: $SATNB_PROFILE or "
@@ -52,15 +82,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.add_argument("--threads", default=None,
                      help="torch CPU threads (default: $SATNB_THREADS or torch's choice); use 1 when runs share cores")
-    rep = sub.add_parser("report", help="print the paper-vs-ours table and the claims checklist from results files")
-    rep.add_argument("files", nargs="*", help="results JSON files (default: results/*.json)")
-    sub.add_parser("profiles", help="list the profiles and what they run")
+
+
+def _bundle_arguments(sub, default_profile: str) -> None:
+    """`bundle export` and `bundle import`."""
     bundle = sub.add_parser("bundle", help="move trained models between machines: export a run's cached artifacts "
                                            "into one archive, import one into this cache")
     bsub = bundle.add_subparsers(dest="action", required=True)
     exp = bsub.add_parser("export", help="write the finished artifacts of a profile's run into an archive")
     exp.add_argument("--profile", default=None, help="the profile whose run to export (default: $SATNB_PROFILE or "
-                                                     f"{DEFAULT_PROFILE})")
+                                                     f"{default_profile})")
     exp.add_argument("--dataset", default=None, help="the dataset it ran on (default: the profile's)")
     exp.add_argument("--stages", default=None, help="comma-separated artifact stages to keep, e.g. "
                                                     "train-amdim,train-sup (default: every stage)")
@@ -70,7 +101,6 @@ def _parser() -> argparse.ArgumentParser:
     imp.add_argument("source", help="a bundle file made by `python -m satnb bundle export`, or an https URL")
     imp.add_argument("--dataset", default=None, help="the dataset here to check it against (default: the "
                                                      "bundle's profile's)")
-    return ap
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             return _run(args)
+        if args.command == "sweep":
+            return _sweep(args)
         if args.command == "report":
             return _report(args.files)
         if args.command == "bundle":
@@ -105,12 +137,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _run(args: argparse.Namespace) -> int:
+def _prepare(args: argparse.Namespace):
+    """What `run` and `sweep` share: the profile with its options, the stages, methods, session and results file."""
     import torch
 
     from satnb.core.config import METHODS, ConfigError, effective_precision, get_profile
     from satnb.core.environment import cache_dir
-    from satnb.experiment.run import run_experiment
     from satnb.experiment.session import start
 
     profile = get_profile(args.profile)
@@ -141,7 +173,8 @@ def _run(args: argparse.Namespace) -> int:
                           "for the default")
     session = start(profile, args.dataset, threads=args.threads, precision=args.precision)
     device, precision = session.device, session.precision
-    if profile.name in ("gpu", "paper") and device.type == "cpu" and not args.yes:
+    if profile.name in ("gpu", "paper") and device.type == "cpu" and not args.yes and \
+            getattr(args, "gpus_per_node", 0) == 0:
         epochs = sum(profile.train[m].epochs for m in methods)
         raise ConfigError(f"the {profile.name} profile is sized for a GPU and none is in use (device cpu): it would "
                           f"train {len(methods)} model(s) for {epochs} epochs in all on the full dataset on the CPU, "
@@ -169,11 +202,25 @@ def _run(args: argparse.Namespace) -> int:
           + ("" if runs_in == precision else f" (asked {precision}: no bf16 kernels here)"),
           flush=True)
     spaces = ["pixel", "normalized"] if args.eps_space == "both" else [args.eps_space]
+    return profile, stages, methods, session, out, spaces
+
+
+def _run(args: argparse.Namespace) -> int:
+    from satnb.experiment.run import run_experiment
+
+    profile, stages, methods, session, out, spaces = _prepare(args)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning  # a cut of m or N during the run reads as the data's warnings do
-        results = run_experiment(profile, full, device=device, stages=stages, methods=methods, eps_spaces=spaces,
-                                 progress=not args.quiet, store=session.store)
+        results = run_experiment(profile, session.full, device=session.device, stages=stages, methods=methods,
+                                 eps_spaces=spaces, progress=not args.quiet, store=session.store)
+    _write_results(results, out, t0)
+    return 0
+
+
+def _write_results(results: dict, out: Path, t0: float) -> None:
+    """Judge the claims and write the results file atomically."""
+    from satnb.core.config import ConfigError
     from satnb.core.store import atomic_write_bytes
     from satnb.report.claims import claims_records
     from satnb.report.record import judged_space
@@ -188,6 +235,49 @@ def _run(args: argparse.Namespace) -> int:
                           "space there or choose another --out, then run the same command again (every stage is "
                           "cached)") from err
     print(f"[satnb] wrote {out} in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from satnb.core.config import ConfigError
+    from satnb.experiment.pipeline import Pipeline
+    from satnb.experiment.run import collect
+    from satnb.experiment.sweep import plan, sweep, sweep_summary
+
+    profile, stages, methods, session, out, spaces = _prepare(args)
+    jobs = plan(profile, stages, methods, spaces)
+    print(f"[satnb] sweep of {len(jobs)} jobs: {sweep_summary(jobs)}", flush=True)
+    if args.dry_run:
+        for job in jobs:
+            print(f"  {job.name}")
+        return 0
+    t0 = time.perf_counter()
+    if not args.collect:
+        try:
+            import submitit
+        except ImportError as err:
+            raise ConfigError("`python -m satnb sweep` submits through submitit, which is not installed: pip install "
+                              "'satnb[cluster]' (or pip install submitit)") from err
+        executor = submitit.AutoExecutor(folder=args.folder, cluster=args.cluster)
+        params = {"timeout_min": args.timeout_min, "cpus_per_task": args.cpus_per_task, "name": "satnb",
+                  "gpus_per_node": args.gpus_per_node}
+        if args.partition:
+            params["slurm_partition"] = args.partition
+        if args.parallelism:
+            params["slurm_array_parallelism"] = args.parallelism
+        executor.update_parameters(**params)
+        device = "cuda" if args.gpus_per_node else "cpu"
+        done = sweep(profile, session.dataset_name, session.data.fingerprint(), executor, session.store.root, jobs,
+                     device=device)
+        print(f"[satnb] submitted {done.count} jobs to {executor.cluster} ({done.skipped} already done)", flush=True)
+        if executor.cluster == "slurm":
+            print("[satnb] when they have finished: the same command with --collect writes the results file",
+                  flush=True)
+            return 0
+    pipe = Pipeline(profile, session.data, session.store, device=session.device, progress=not args.quiet)
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        results = collect(pipe, stages, methods, spaces)
+    _write_results(results, out, t0)
     return 0
 
 

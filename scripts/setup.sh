@@ -15,10 +15,10 @@ fi
 stamp="$VENV/.satnb-installed"
 want=$(cat pyproject.toml | sha1sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "[setup] installing torch + torchvision together, then satnb[book,dev] (the first time downloads ~5 GB)"
+  echo "[setup] installing torch + torchvision together, then satnb[book,dev,cluster] (the first time downloads ~5 GB)"
   "$VENV/bin/python" -m pip install -q --upgrade pip
   "$VENV/bin/python" -m pip install -q torch torchvision
-  "$VENV/bin/python" -m pip install -q -e ".[book,dev]"
+  "$VENV/bin/python" -m pip install -q -e ".[book,dev,cluster]"
   "$VENV/bin/python" -c "import torch, torchvision, faiss; print('[setup] torch', torch.__version__, 'torchvision', torchvision.__version__)"
   echo "$want" > "$stamp"
 else

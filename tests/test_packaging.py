@@ -26,8 +26,8 @@ def test_environment_yml_installs_the_package_and_nothing_else():
         known |= {_name(r) for r in reqs}
     env = (ROOT / "environment.yml").read_text().split("- pip:", 1)[1]
     lines = [m.strip().strip("\"'") for m in re.findall(r"^\s+- ([^\n#]*)", env, flags=re.M)]
-    installs = [line for line in lines if re.fullmatch(r"(-e\s+)?\.\[book,\s*dev\]", line)]
-    assert installs, "environment.yml must install the package itself: -e .[book,dev]"
+    installs = [line for line in lines if re.fullmatch(r"(-e\s+)?\.\[book,\s*dev,\s*cluster\]", line)]
+    assert installs, "environment.yml must install the package itself: -e .[book,dev,cluster]"
     others = [line for line in lines if line not in installs]
     first = {_name(r) for r in lines[: lines.index(installs[0])]}
     assert {"torch", "torchvision"} <= first, "torch and torchvision go together, before the package"

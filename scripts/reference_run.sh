@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The reference run: the `cpu` profile on all of CIFAR-10, one stage at a time. Every stage checkpoints and
 # resumes, so this can be stopped and started again across sessions; a finished stage is read from the
-# cache. Each stage's wall time is appended to results/cpu-cifar10.stages.tsv (the README quotes it), and
-# the last step writes results/cpu-cifar10.json from every stage.
+# cache. Each stage's wall time is appended to results/cpu-cifar10.stages.tsv (the README quotes it), each
+# stage's partial results file is kept as results/partial/cpu-cifar10-<stage>.json (commit it as it lands: the
+# report reads only results/*.json, so a partial file is never mistaken for the run), and the last step writes
+# results/cpu-cifar10.json from every stage.
 #
 #   bash scripts/reference_run.sh                 # every stage still missing, then the results file
 #   STAGES="train sat" bash scripts/reference_run.sh   # only these stages
@@ -11,7 +13,8 @@ set -euo pipefail
 source "$(dirname "$0")/_env.sh"
 THREADS=${SATNB_THREADS:-2}
 LOG=results/cpu-cifar10.stages.tsv
-TMP=$(mktemp -d)
+PARTIAL=results/partial
+mkdir -p "$PARTIAL"
 [ -f "$LOG" ] || printf 'stage\tseconds\tfinished_at\tgit_commit\tthreads\n' > "$LOG"
 # the CLI always trains (or loads) the encoders first; SAT and the baselines are loaded from the cache
 # before the evaluation and the attack zoo, so that those two stages cover every model
@@ -24,7 +27,7 @@ for stage in ${STAGES:-train sat baselines evaluate robustness}; do
   t0=$(date +%s)
   echo "[reference] stage $stage (--stages $stages, $THREADS threads)"
   "${SATNB_VENV:-.venv}"/bin/python -m satnb run --profile cpu --stages "$stages" --threads "$THREADS" --quiet \
-    --out "$TMP/$stage.json"
+    --out "$PARTIAL/cpu-cifar10-$stage.json" --force
   printf '%s\t%s\t%s\t%s\t%s\n' "$stage" "$(( $(date +%s) - t0 ))" "$(date -u +%FT%TZ)" \
     "$(git rev-parse --short HEAD)" "$THREADS" >> "$LOG"
 done

@@ -115,6 +115,8 @@ def test_reference_run_script_names_real_stages_and_logs_times():
     stages = re.search(r"\$\{STAGES:-([a-z ]+)\}", text).group(1).split()
     assert stages[0] == "train" and set(stages) == set(ALL_STAGES)
     assert "--profile cpu" in text and "cpu-cifar10.stages.tsv" in text and "--force" in text
+    # each stage's partial results land in results/partial/, which the report (results/*.json) never reads as a run
+    assert '--out "$PARTIAL/cpu-cifar10-$stage.json"' in text and "PARTIAL=results/partial" in text
 
 
 def test_git_strips_notebook_outputs_on_commit(tmp_path):

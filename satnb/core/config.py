@@ -209,6 +209,11 @@ class Profile:
     # the protocol grid: every claim model also evaluated under the other eps convention and guide rule
     grid: bool = True
     grid_seeds: int | None = None  # the cells beside the primary judge the first this many seeds (None: all)
+    # the models that decide claim 1 (AMDIM and SUP of every seed) are attacked on more images than the others:
+    # the attack zoo on the first `claim1_zoo_images` of their N (None: zoo.n_images), the optimisation attack on
+    # `claim1_opt_images` (None: protocol.n_attack_opt)
+    claim1_zoo_images: int | None = None
+    claim1_opt_images: int | None = None
     fallback_to_digits: bool = True  # smaller profiles may run on sklearn digits offline
 
     def __post_init__(self) -> None:
@@ -219,6 +224,10 @@ class Profile:
         if self.grid_seeds is not None and (isinstance(self.grid_seeds, bool) or not isinstance(self.grid_seeds, int)
                                             or self.grid_seeds < 1):
             raise ConfigError(f"grid_seeds={self.grid_seeds!r} must be a positive number of seeds or None (all)")
+        for name in ("claim1_zoo_images", "claim1_opt_images"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name}={value!r} must be a positive number of images or None (the profile's own)")
         unknown = [v for v in self.sup_variants if v not in RECIPE_VARIANTS]
         if unknown:
             raise ConfigError(f"unknown SUP recipe variant(s) {', '.join(unknown)}; use {', '.join(RECIPE_VARIANTS)}")
@@ -240,6 +249,15 @@ class Profile:
         for group, values in grouped.items():
             changes[group] = dataclasses.replace(changes.get(group, getattr(self, group)), **values)
         return dataclasses.replace(self, **changes)
+
+    def for_claim1(self) -> Profile:
+        """This profile with the attack sizes of the models that decide claim 1 (`claim1_zoo_images`, ...)."""
+        changes = {}
+        if self.claim1_zoo_images is not None:
+            changes["n_images"] = self.claim1_zoo_images
+        if self.claim1_opt_images is not None:
+            changes["n_attack_opt"] = self.claim1_opt_images
+        return self.replace(**changes) if changes else self
 
     def twins(self) -> dict[ModelId, TrainSettings]:
         """SUP's recipe on each other encoder a self-supervised method uses (the twin's ModelId -> settings).

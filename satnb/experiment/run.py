@@ -52,6 +52,26 @@ def run_experiment(profile: Profile, full: Dataset, device: torch.device | str =
 SEEDED = ("amdim", "npid", "sup")
 
 
+def decides_claim1(mid: ModelId) -> bool:
+    """AMDIM or SUP (any training seed, the paper's recipe): the two models claim 1 compares."""
+    return mid.kind == "pretrained" and mid.method in ("amdim", "sup") and not mid.twin and not mid.variant
+
+
+class Measuring:
+    """The studies that measure a model: the profile's, or for the models that decide claim 1 the same pipeline's
+    data, store and models with the profile's claim-1 attack sizes (`Profile.claim1_zoo_images`, ...)."""
+
+    def __init__(self, pipe: Pipeline):
+        self.studies = Studies(pipe)
+        bigger = pipe.profile.for_claim1()
+        self.claim1 = self.studies if bigger is pipe.profile else Studies(
+            Pipeline(bigger, pipe.data, pipe.store, device=pipe.device, progress=pipe.progress))
+
+    def __call__(self, mid: ModelId) -> Studies:
+        """The studies that measure `mid`."""
+        return self.claim1 if decides_claim1(mid) else self.studies
+
+
 def pretrained_ids(profile: Profile, methods: list[str] | tuple[str, ...], seeds: tuple[int, ...],
                    variants: bool = True) -> list[ModelId]:
     """The pretrained models a run trains: each method, SUP's twins, its recipe variants (with the grid), the seeds."""
@@ -86,6 +106,7 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
     cells of the protocol grid), and claim 1's models by the optimisation attack at the authors' budget.
     """
     profile, data, device, studies = pipe.profile, pipe.data, pipe.device, Studies(pipe)
+    measuring = Measuring(pipe)
     seeds = tuple(profile.seeds if seeds is None else seeds)
     grid = profile.grid if grid is None else grid
     t_start = time.perf_counter()
@@ -144,23 +165,24 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
         for i, space in enumerate(eps_spaces):
             # the first convention evaluates every model; the others the models the grid judges
             ids = every if i == 0 else judged
-            out["evaluation"][space] = {mid.name: _slim(studies.evaluate(mid, eps_space=space, optimization=True))
-                                        for mid in ids}
+            out["evaluation"][space] = {mid.name: _slim(measuring(mid).evaluate(mid, eps_space=space,
+                                                                                optimization=True)) for mid in ids}
         for cell in cells:
-            cell["evaluation"] = {mid.name: _slim(studies.evaluate(mid, eps_space=cell["eps_space"], optimization=True,
-                                                                   guide=other_guide)) for mid in judged}
+            cell["evaluation"] = {mid.name: _slim(measuring(mid).evaluate(mid, eps_space=cell["eps_space"],
+                                                                          optimization=True, guide=other_guide))
+                                  for mid in judged}
         out["stage_seconds"]["evaluate"] = time.perf_counter() - t0
     if "robustness" in stages:
         t0 = time.perf_counter()
         # the first convention: every model; the others: the grid's models, and none without the grid
         zoo_spaces = {space: every if i == 0 else judged for i, space in enumerate(eps_spaces) if i == 0 or grid}
-        out["robustness"] = {space: {mid.name: _slim(studies.robustness(mid, eps_space=space)) for mid in ids}
+        out["robustness"] = {space: {mid.name: _slim(measuring(mid).robustness(mid, eps_space=space)) for mid in ids}
                              for space, ids in zoo_spaces.items() if ids}
         for cell in cells:
-            cell["robustness"] = {mid.name: _slim(studies.robustness(mid, eps_space=cell["eps_space"],
-                                                                     guide=other_guide)) for mid in judged}
+            cell["robustness"] = {mid.name: _slim(measuring(mid).robustness(mid, eps_space=cell["eps_space"],
+                                                                            guide=other_guide)) for mid in judged}
         if grid:  # claim 1's L2 leg at the authors' budget, on its models of the first seed (minutes: a full run's)
-            out["strong_l2"] = {mid.name: _slim(studies.strong_l2(mid)) for mid in every
+            out["strong_l2"] = {mid.name: _slim(measuring(mid).strong_l2(mid)) for mid in every
                                 if mid in (ModelId.pretrained("amdim"), ModelId.pretrained("sup"))}
         out["stage_seconds"]["robustness"] = time.perf_counter() - t0
     if cells and ("evaluate" in stages or "robustness" in stages):

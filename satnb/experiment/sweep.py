@@ -24,9 +24,8 @@ from satnb.core.identity import BASELINES, SSL, ModelId
 from satnb.core.store import Store, canonical_json
 from satnb.core.variants import GUIDE_RULES
 from satnb.experiment.pipeline import Pipeline
-from satnb.experiment.run import ALL_STAGES, grid_ids, pretrained_ids, sat_variant_ids, stage_fingerprints
+from satnb.experiment.run import ALL_STAGES, Measuring, grid_ids, pretrained_ids, sat_variant_ids, stage_fingerprints
 from satnb.experiment.session import start
-from satnb.experiment.studies import Studies
 
 WAVES = ("pretrain", "fine-tune", "measure")
 
@@ -106,7 +105,7 @@ def run_job(job: Job, profile: Profile, data: Dataset | str, store_root: str | P
     session = start(profile, data if isinstance(data, str) else data.name, store=Store(store_root), progress=False)
     data = session.data if isinstance(data, str) else data
     pipe = Pipeline(profile, data, session.store, device=device, progress=False)
-    studies = Studies(pipe)
+    studies = Measuring(pipe)(job.model)  # the claim-1 models' attack sizes where the profile sets them
     if job.stage == "train":
         pipe.train(job.model)
     elif job.stage == "sat":

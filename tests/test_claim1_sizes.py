@@ -1,0 +1,37 @@
+"""The models that decide claim 1 are attacked on more images where a profile says so; the others keep its sizes."""
+
+import dataclasses
+
+import pytest
+
+from satnb.core.config import ConfigError
+from satnb.core.identity import ModelId
+from satnb.experiment.run import collect, decides_claim1
+
+
+def test_which_models_decide_claim1():
+    assert decides_claim1(ModelId.pretrained("sup", seed=2)) and decides_claim1(ModelId.pretrained("amdim"))
+    assert not decides_claim1(ModelId.pretrained("npid"))
+    assert not decides_claim1(ModelId.pretrained("sup", variant="ls0.1"))  # a recipe variant, not claim 1's SUP
+    assert not decides_claim1(ModelId.sat(ModelId.pretrained("amdim")))
+
+
+def test_claim1_sizes_reach_only_claim1_models(tiny_pipeline):
+    pipe = tiny_pipeline
+    pipe.profile = dataclasses.replace(pipe.profile, grid=False, seeds=(0,), claim1_zoo_images=30,
+                                       claim1_opt_images=10)
+    out = collect(pipe, ("train", "evaluate", "robustness"), ("npid", "sup"), ("pixel",))
+    ev, zoo = out["evaluation"]["pixel"], out["robustness"]["pixel"]
+    assert ev["sup"]["opt_n"] == 10 and ev["npid"]["opt_n"] == pipe.profile.protocol.n_attack_opt == 6
+    assert zoo["sup"]["n_attacked"] == 30 and zoo["npid"]["n_attacked"] == pipe.profile.zoo.n_images == 25
+    assert out["settings"]["claim1_zoo_images"] == 30  # recorded with the run's settings
+
+
+def test_without_claim1_sizes_the_profile_is_used_as_is(tiny_profile):
+    assert tiny_profile.for_claim1() is tiny_profile
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, True])
+def test_bad_claim1_sizes_are_refused(tiny_profile, bad):
+    with pytest.raises(ConfigError, match="claim1_zoo_images=.* must be a positive number of images"):
+        dataclasses.replace(tiny_profile, claim1_zoo_images=bad)

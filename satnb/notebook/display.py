@@ -34,6 +34,15 @@ def banner(session: Session) -> str:
             f"{p['git_commit'] or 'n/a'}), torch {p['torch_version']}.")
 
 
+def table_style() -> None:
+    """How the book's tables show numbers and text: 3 decimals, never a cell cut to "..." (long text wraps)."""
+    import pandas as pd
+
+    pd.set_option("display.precision", 3)
+    pd.set_option("styler.format.precision", 3)
+    pd.set_option("display.max_colwidth", None)
+
+
 def setup(profile: str | None = None, dataset: str | None = None, show: bool = True, drive: bool = False) -> Session:
     """Pick the profile and device, open the artifact store and show the provenance banner and the runtime.
 
@@ -49,6 +58,7 @@ def setup(profile: str | None = None, dataset: str | None = None, show: bool = T
         print(f"SATNB_CACHE={kept} (Google Drive)" if kept else "drive=True: not on Colab, the cache stays local")
     session = start(profile, dataset)
     set_theme()
+    table_style()
     bundle = os.environ.get("SATNB_BUNDLE")
     if bundle:  # trained models from another machine (python -m satnb bundle export): placed before anything runs
         from satnb.experiment.bundle import import_once

@@ -43,3 +43,14 @@ def test_drive_is_touched_only_on_colab(monkeypatch):
     assert "SATNB_CACHE" not in os.environ
     with pytest.raises(ImportError):  # on "Colab" it mounts Drive through google.colab, absent here
         runtime.keep_cache_on_drive(Runtime(colab=True, device="cpu", bf16=False, cores=2))
+
+
+def test_detect_works_without_a_google_package(monkeypatch):
+    import importlib.util
+
+    def no_google(name, *args):
+        raise ModuleNotFoundError("No module named 'google'")  # what find_spec("google.colab") raises then
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_google)
+    rt = runtime.detect()
+    assert rt.colab is False and rt.cores >= 1

@@ -38,7 +38,10 @@ class Runtime:
 
 def detect() -> Runtime:
     """This machine: Colab or not, the CUDA device (if any) and whether it computes in bfloat16."""
-    colab = importlib.util.find_spec("google.colab") is not None
+    try:
+        colab = importlib.util.find_spec("google.colab") is not None
+    except (ModuleNotFoundError, ValueError):  # no `google` package at all: find_spec imports the parent first
+        colab = False
     if torch.cuda.is_available():
         return Runtime(colab, torch.cuda.get_device_name(0), bool(torch.cuda.is_bf16_supported()), os.cpu_count() or 1)
     return Runtime(colab, "cpu", cpu_has_bf16(), os.cpu_count() or 1)

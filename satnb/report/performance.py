@@ -120,10 +120,10 @@ class Benchmarks:
                 "method": METHOD_NAMES.get(r.get("method"), r.get("method")), "encoder": r.get("encoder"),
                 "batch": r.get("batch"), "in the loop": r.get("loop_images_per_s"),
                 "images/s": r.get("real_images_per_s"),
-                "NCHW augmentation (before)": r.get("nchw_images_per_s"),
+                "NCHW aug. (before)": r.get("nchw_images_per_s"),
                 "real / before": fmt(r.get("real_over_nchw"), "x"),
-                "no augmentation": r.get("noaug_images_per_s"),
-                "other optimiser kernel": r.get("fused_images_per_s"),
+                "no aug.": r.get("noaug_images_per_s"),
+                "other optimiser": r.get("fused_images_per_s"),
                 "% of conv peak": _percent(r.get("fraction_of_conv_peak")),
                 **{f"{k} share": _percent(v / total) for k, v in phases.items()},
             })

@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
                                                "files")
     rep_parser.add_argument("files", nargs="*", help="results JSON files (default: results/*.json)")
     sub.add_parser("profiles", help="list the profiles and what they run")
-    _bundle_arguments(sub, DEFAULT_PROFILE)
+    from satnb.experiment.bundle import add_arguments as bundle_arguments
+
+    bundle_arguments(sub, DEFAULT_PROFILE)
     return ap
 
 
@@ -84,25 +86,6 @@ def _run_arguments(run: argparse.ArgumentParser) -> None:
                      help="torch CPU threads (default: $SATNB_THREADS or torch's choice); use 1 when runs share cores")
 
 
-def _bundle_arguments(sub, default_profile: str) -> None:
-    """`bundle export` and `bundle import`."""
-    bundle = sub.add_parser("bundle", help="move trained models between machines: export a run's cached artifacts "
-                                           "into one archive, import one into this cache")
-    bsub = bundle.add_subparsers(dest="action", required=True)
-    exp = bsub.add_parser("export", help="write the finished artifacts of a profile's run into an archive")
-    exp.add_argument("--profile", default=None, help="the profile whose run to export (default: $SATNB_PROFILE or "
-                                                     f"{default_profile})")
-    exp.add_argument("--dataset", default=None, help="the dataset it ran on (default: the profile's)")
-    exp.add_argument("--stages", default=None, help="comma-separated artifact stages to keep, e.g. "
-                                                    "train-amdim,train-sup (default: every stage)")
-    exp.add_argument("--out", default=None, help="the archive (default: satnb-<profile>-<dataset>.tar; "
-                                                 "a name ending in .gz compresses)")
-    imp = bsub.add_parser("import", help="check a bundle (path or https URL) and place its artifacts in the cache")
-    imp.add_argument("source", help="a bundle file made by `python -m satnb bundle export`, or an https URL")
-    imp.add_argument("--dataset", default=None, help="the dataset here to check it against (default: the "
-                                                     "bundle's profile's)")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad input)."""
     from satnb.core.config import ConfigError
@@ -121,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _report(args.files)
         if args.command == "bundle":
-            return _bundle(args)
+            from satnb.experiment.bundle import command
+
+            return command(args)
         from satnb.report.tables import profile_table
 
         print(profile_table().to_string())
@@ -278,37 +263,6 @@ def _sweep(args: argparse.Namespace) -> int:
         warnings.showwarning = _one_line_warning
         results = collect(pipe, stages, methods, spaces)
     _write_results(results, out, t0)
-    return 0
-
-
-def _bundle(args: argparse.Namespace) -> int:
-    from satnb.core.config import get_profile
-    from satnb.core.dataset import profile_subset
-    from satnb.core.store import Store
-    from satnb.experiment.bundle import export_bundle, import_bundle
-    from satnb.experiment.session import start
-
-    if args.action == "export":  # every artifact computed on the profile's data (its --labelled-per-class runs too)
-        profile = get_profile(args.profile)
-        session = start(profile, args.dataset, progress=False)
-        stages = None if args.stages is None else [s.strip() for s in args.stages.split(",") if s.strip()]
-        out = Path(args.out or f"satnb-{profile.name}-{session.full.name}.tar")
-        manifest = export_bundle(session.store, session.data, profile, out, stages)
-        size = out.stat().st_size / 2**20
-        print(f"[satnb] wrote {out}: {len(manifest.artifacts)} artifacts, {size:.1f} MiB (profile {profile.name}, "
-              f"{session.full.name}, fingerprint {manifest.dataset['fingerprint']}, {manifest.precision})")
-        return 0
-    store = Store()
-
-    def data(manifest):  # the bundle's profile and dataset, as they resolve here
-        session = start(get_profile(manifest.profile), args.dataset or manifest.dataset.get("dataset"),
-                        progress=False, store=store)
-        return profile_subset(session.full, session.profile)
-
-    done = import_bundle(args.source, store, data)
-    print(f"[satnb] imported {len(done.added)} artifacts of the {done.manifest.profile} profile into "
-          f"{store.root} ({len(done.present)} were already there); the book and `python -m satnb run "
-          f"--profile {done.manifest.profile}` now read them instead of training")
     return 0
 
 

@@ -158,8 +158,10 @@ def test_only_https_or_a_file(tmp_path):
         import_bundle(str(tmp_path / "missing.tar"), Store(tmp_path / "artifacts"))
 
 
-def test_cli_bundle_errors_are_one_line(capsys, tmp_path):
+def test_cli_bundle_errors_are_one_line(capsys, tmp_path, monkeypatch):
     from satnb.__main__ import main
+
+    monkeypatch.setenv("SATNB_CACHE", str(tmp_path / "empty-cache"))  # no run of any profile in it
 
     assert main(["bundle", "import", str(tmp_path / "missing.tar")]) == 2
     assert "no such bundle file" in capsys.readouterr().err

@@ -274,3 +274,52 @@ def import_once(source: str, store: Store, data: Dataset | Callable[[Manifest], 
     imported = import_bundle(source, store, data)
     ledger.write_text(json.dumps([*done, key], indent=1))
     return imported
+
+
+def add_arguments(sub, default_profile: str) -> None:
+    """The command line's `bundle export` and `bundle import` (`python -m satnb bundle ...`)."""
+    bundle = sub.add_parser("bundle", help="move trained models between machines: export a run's cached artifacts "
+                                           "into one archive, import one into this cache")
+    bsub = bundle.add_subparsers(dest="action", required=True)
+    exp = bsub.add_parser("export", help="write the finished artifacts of a profile's run into an archive")
+    exp.add_argument("--profile", default=None, help="the profile whose run to export (default: $SATNB_PROFILE or "
+                                                     f"{default_profile})")
+    exp.add_argument("--dataset", default=None, help="the dataset it ran on (default: the profile's)")
+    exp.add_argument("--stages", default=None, help="comma-separated artifact stages to keep, e.g. "
+                                                    "train-amdim,train-sup (default: every stage)")
+    exp.add_argument("--out", default=None, help="the archive (default: satnb-<profile>-<dataset>.tar; "
+                                                 "a name ending in .gz compresses)")
+    imp = bsub.add_parser("import", help="check a bundle (path or https URL) and place its artifacts in the cache")
+    imp.add_argument("source", help="a bundle file made by `python -m satnb bundle export`, or an https URL")
+    imp.add_argument("--dataset", default=None, help="the dataset here to check it against (default: the "
+                                                     "bundle's profile's)")
+
+
+def command(args) -> int:
+    """Run `python -m satnb bundle export|import` (argparse namespace from `add_arguments`); the exit code."""
+    from satnb.core.config import get_profile
+    from satnb.core.dataset import profile_subset
+    from satnb.experiment.session import start
+
+    if args.action == "export":  # every artifact computed on the profile's data (its --labelled-per-class runs too)
+        profile = get_profile(args.profile)
+        session = start(profile, args.dataset, progress=False)
+        stages = None if args.stages is None else [s.strip() for s in args.stages.split(",") if s.strip()]
+        out = Path(args.out or f"satnb-{profile.name}-{session.full.name}.tar")
+        manifest = export_bundle(session.store, session.data, profile, out, stages)
+        size = out.stat().st_size / 2**20
+        print(f"[satnb] wrote {out}: {len(manifest.artifacts)} artifacts, {size:.1f} MiB (profile {profile.name}, "
+              f"{session.full.name}, fingerprint {manifest.dataset['fingerprint']}, {manifest.precision})")
+        return 0
+    store = Store()
+
+    def data(manifest):  # the bundle's profile and dataset, as they resolve here
+        session = start(get_profile(manifest.profile), args.dataset or manifest.dataset.get("dataset"),
+                        progress=False, store=store)
+        return profile_subset(session.full, session.profile)
+
+    done = import_bundle(args.source, store, data)
+    print(f"[satnb] imported {len(done.added)} artifacts of the {done.manifest.profile} profile into "
+          f"{store.root} ({len(done.present)} were already there); the book and `python -m satnb run "
+          f"--profile {done.manifest.profile}` now read them instead of training")
+    return 0

@@ -132,10 +132,33 @@ def paper_table(res: dict, spaces: tuple[str, ...] = ("pixel", "normalized")) ->
     return pd.DataFrame(rows).set_index(["eps units", "model"]) if rows else pd.DataFrame()
 
 
-def run_times(res: dict) -> pd.DataFrame:
-    """Wall time of each stage and each model's training or fine-tuning."""
+def stage_log(profile: str, dataset: str) -> dict[str, float] | None:
+    """Each stage's wall time as `scripts/reference_run.sh` logged it (results/<profile>-<dataset>.stages.tsv,
+    summed over the stage's rows: a stage resumed across sessions has several); None when there is no log."""
+    try:
+        path = results_dir() / f"{profile}-{dataset}.stages.tsv"
+    except FileNotFoundError:
+        return None
+    if not path.is_file():
+        return None
+    totals: dict[str, float] = {}
+    for line in path.read_text().splitlines()[1:]:
+        cols = line.split("\t")
+        if len(cols) >= 2 and cols[1].strip():
+            totals[cols[0]] = totals.get(cols[0], 0.0) + float(cols[1])
+    return totals or None
+
+
+def run_times(res: dict, from_log: bool = False) -> pd.DataFrame:
+    """Wall time of each stage and each model's training or fine-tuning.
+
+    `from_log`: the stage times from the run's stage log (a run made stage by stage and collected from the
+    cache records only the read-back in `stage_seconds`), when one is committed.
+    """
     ids = model_ids(res)
-    rows = [{"what": f"stage: {k}", "seconds": v} for k, v in res.get("stage_seconds", {}).items()]
+    logged = stage_log(res["profile"], res["dataset"]["dataset"]) if from_log else None
+    rows = ([{"what": f"stage: {k} (stage log)", "seconds": v} for k, v in logged.items()] if logged else
+            [{"what": f"stage: {k}", "seconds": v} for k, v in res.get("stage_seconds", {}).items()])
     rows += [{"what": f"train {label(m, ids)} ({t['epochs']} epochs, {t['encoder']})", "seconds": t["seconds"]}
              for m, t in res.get("training", {}).items()]
     rows += [{"what": f"fine-tune {label(r['name'], ids)} ({r.get('n_updates', '?')} updates)",

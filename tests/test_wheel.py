@@ -56,6 +56,17 @@ def test_the_wheel_ships_what_the_chapters_read(tmp_path):
     assert got["results"].startswith(str(env_dir)) and got["benchmarks"].startswith(str(env_dir))
     committed = sorted(p.name for p in (ROOT / "results").glob("*.json"))
     assert got["runs"] == committed and got["reference"] and got["recipes"] and got["records"] > 0
+    # each notebook's first cell, as Colab runs it (satnb already installed, so nothing is fetched): it sets up
+    # the session and prints the banner with the runtime; off Colab nothing Drive-related runs
+    cell = next(c for c in json.loads((ROOT / "notebooks" / "00_data.ipynb").read_text())["cells"]
+                if c["cell_type"] == "code")
+    code = "".join(cell["source"]).replace("satnb.setup(", 'satnb.setup("smoke", ')
+    first = subprocess.run([str(python), "-c", code],
+                           cwd=work, capture_output=True, text=True, timeout=600,
+                           env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "SATNB_CACHE": str(tmp_path / "cache"),
+                                "SATNB_THREADS": "1"})
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "Runtime: this machine, CPU" in first.stdout and "Google Drive" not in first.stdout, first.stdout[-2000:]
 
 
 def test_the_commit_of_a_git_install_is_read_from_pips_record(monkeypatch):

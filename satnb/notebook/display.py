@@ -72,8 +72,11 @@ def setup(profile: str | None = None, dataset: str | None = None, show: bool = T
             warnings.simplefilter("default")
             text = banner(session) + " " + describe(rt, session.profile.name)
         try:
+            from IPython import get_ipython
             from IPython.display import Markdown, display
 
+            if get_ipython() is None:  # plain Python (a script, `python -c`): display would print the object
+                raise ImportError
             display(Markdown(f"> {text}"))
         except ImportError:
             print(text)

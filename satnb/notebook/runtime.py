@@ -7,7 +7,6 @@ time on this kind of machine has not been measured says so instead of guessing.
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,19 +48,15 @@ def detect() -> Runtime:
 
 def _measured_book_minutes() -> dict[str, float]:
     """Cold book build minutes per profile, as benchmarks/results.json measured them (empty when absent)."""
-    path = shipped("benchmarks/results.json")
-    if path is None:
-        return {}
+    from satnb.report.performance import Benchmarks  # the one reader of that file
+
     try:
-        rows = json.loads(path.read_text()).get("table", [])
-    except (OSError, ValueError):
+        table = Benchmarks.load().table
+    except (FileNotFoundError, ValueError):
         return {}
-    found = {}
-    for r in rows:
-        metric = str(r.get("metric", ""))
-        if r.get("benchmark") == "book" and "cold cache (wall)" in metric and r.get("value") is not None:
-            found[metric.split()[0]] = float(r["value"]) / 60 if r.get("unit") == "s" else float(r["value"])
-    return found
+    rows = table[(table["benchmark"] == "book") & table["metric"].str.contains("cold cache (wall)", regex=False)]
+    return {m.split()[0]: float(v) / 60 if u == "s" else float(v)
+            for m, v, u in zip(rows["metric"], rows["value"], rows["unit"]) if v == v and v is not None}
 
 
 def recommend(rt: Runtime) -> str:

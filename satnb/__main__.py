@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -182,24 +183,33 @@ def _prepare(args: argparse.Namespace):
         _refuse_overwrite(out, session.data.describe(), profile.name, args.force)
         _check_writable(out)
     runs_in = effective_precision(device)
-    print(f"[satnb] profile={profile.name} dataset={full.name} ({full.source}) device={device} "
-          f"threads={torch.get_num_threads()} precision={runs_in}"
-          + ("" if runs_in == precision else f" (asked {precision}: no bf16 kernels here)"),
-          flush=True)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun only rank 0 says it
+        print(f"[satnb] profile={profile.name} dataset={full.name} ({full.source}) device={device} "
+              f"threads={torch.get_num_threads()} precision={runs_in}"
+              + ("" if runs_in == precision else f" (asked {precision}: no bf16 kernels here)"), flush=True)
     spaces = ["pixel", "normalized"] if args.eps_space == "both" else [args.eps_space]
     return profile, stages, methods, session, out, spaces
 
 
 def _run(args: argparse.Namespace) -> int:
+    from satnb.core.config import ConfigError
     from satnb.experiment.run import run_experiment
+    from satnb.nets.distributed import join, launched, leave
 
+    if launched() and (args.stages or "").replace(" ", "") != "train":
+        raise ConfigError("under torchrun only the train stage runs data-parallel: add --stages train, then run the "
+                          "other stages in one process (python -m satnb run ...), which reads the trained encoders "
+                          "from the cache")
     profile, stages, methods, session, out, spaces = _prepare(args)
+    world, session.device = join(session.device)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning  # a cut of m or N during the run reads as the data's warnings do
         results = run_experiment(profile, session.full, device=session.device, stages=stages, methods=methods,
-                                 eps_spaces=spaces, progress=not args.quiet, store=session.store)
-    _write_results(results, out, t0)
+                                 eps_spaces=spaces, progress=not args.quiet and world.primary, store=session.store)
+    if world.primary:
+        _write_results(results, out, t0)
+    leave()  # not on an error: torchrun stops the other ranks, which a barrier here would wait for in vain
     return 0
 
 

@@ -19,13 +19,14 @@ from satnb.core.identity import ModelId
 def test_profiles_exist_and_grow():
     sizes = [get_profile(n) for n in PROFILE_NAMES]
     assert [p.name for p in sizes] == list(PROFILE_NAMES)
-    # each larger profile attacks more images (the paper's N as a sub-view) and trains longer; from quick up the
+    # each larger profile attacks more images (the paper's N as a sub-view) and trains on more; from quick up the
     # gradient attacks take every correctly classified test image
     n = [p.protocol.n_subview for p in sizes]
     assert n[0] < n[1] < n[2] <= n[3]
     assert sizes[0].protocol.n_attack == 40 and all(p.protocol.n_attack is None for p in sizes[1:])
-    for small, big in zip(sizes, sizes[1:]):
-        assert all(small.train[m].epochs <= big.train[m].epochs for m in small.train)
+    for small, big in zip(sizes, sizes[1:]):  # ... on more images in all (epochs x training images)
+        assert all(small.train[m].epochs * (small.n_train or 50000) <= big.train[m].epochs * (big.n_train or 50000)
+                   for m in small.train)
     paper = get_profile("paper")
     protocol = paper.protocol
     assert (protocol.k, protocol.m, protocol.n_subview) == (75, 300, 1000)

@@ -54,10 +54,11 @@ class Run:
     """
 
     def __init__(self, store: Store, stage: str, key: dict, data_fingerprint: str = "", *, code: Code,
-                 keep: dict[str, Stateful], resume: dict[str, Stateful] | None = None) -> None:
+                 keep: dict[str, Stateful], resume: dict[str, Stateful] | None = None, writes: bool = True) -> None:
         self.store = store
         self.art = store.artifact(stage, key, data_fingerprint, code=code)
         self.keep = keep
+        self.writes = writes  # False on the ranks of a data-parallel run that read checkpoints but never write them
         self.state = {**keep, **(resume or {})}
 
     def cached(self, numbers: tuple[str, ...] = ()) -> dict | None:
@@ -110,8 +111,10 @@ class Run:
         """Save the result (the run's history, trajectory and times, plus `record`) and the final state; return it."""
         result = {"history": p.history, "trajectory": p.trajectory, "train_seconds": p.train_seconds,
                   "eval_seconds": p.eval_seconds, **record}
-        self.store.save_result(self.art, result)
-        self.store.save_checkpoint(self.art, {name: obj.state_dict() for name, obj in self.keep.items()}, final=True)
+        if self.writes:
+            self.store.save_result(self.art, result)
+            self.store.save_checkpoint(self.art, {name: obj.state_dict() for name, obj in self.keep.items()},
+                                       final=True)
         return result
 
     def _evaluate(self, p: Progress, evaluate: Callable[[int, Progress], dict] | None, total: int, every: int) -> None:
@@ -124,6 +127,8 @@ class Run:
         self._save(p)
 
     def _save(self, p: Progress) -> None:
+        if not self.writes:
+            return
         self.store.save_checkpoint(self.art, {**{name: obj.state_dict() for name, obj in self.state.items()},
                                               "progress": asdict(p)})
 

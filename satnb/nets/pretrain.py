@@ -19,6 +19,7 @@ from satnb.core.datasets import CIFAR10_MEAN, CIFAR10_STD
 from satnb.core.runs import Run, unit_seed
 from satnb.core.store import Artifact, Store, provenance
 from satnb.nets.augment import amdim_augment, npid_augment, simclr_augment, supervised_augment
+from satnb.nets.distributed import ALONE, World, current
 from satnb.nets.encoders import build_encoder
 from satnb.nets.losses import AMDIMLoss, NPIDMemoryBank, NTXentLoss
 from satnb.nets.models import Classifier, MLPHead, ProjectionModel
@@ -80,12 +81,18 @@ class _Objective(nn.Module):
         else:
             self.augment = supervised_augment(image_size)
 
-    def forward(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor) -> Tensor:
+    def forward(self, model: nn.Module, x: Tensor, y: Tensor, idx: Tensor, world: World = ALONE) -> Tensor:
+        """The loss of the global batch (labels y, indices idx) of which x is this rank's slice."""
+        def view():
+            with world.local_random():
+                v = self.augment(x)
+            return world.gather(model(v))
+
         if self.method == "sup":
-            return F.cross_entropy(model(self.augment(x)), y, label_smoothing=self.label_smoothing)
+            return F.cross_entropy(view(), y, label_smoothing=self.label_smoothing)
         if self.method == "npid":
-            return self.bank.loss(model(self.augment(x)), idx)
-        return self.loss(model(self.augment(x)), model(self.augment(x)))
+            return self.bank.loss(view(), idx)
+        return self.loss(view(), view())
 
 
 @dataclass
@@ -120,9 +127,10 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
     """
     store = store or Store()
     device = torch.device(device)
+    world = current()  # under torchrun: this rank trains a slice of every batch (satnb.nets.distributed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # the initial weights depend on the seed alone
-        model = build_model(method, settings, data)
+        model = world.synchronise_batch_norm(build_model(method, settings, data), device)
     images = data.x_train if method == "sup" or data.x_unlabeled is None else \
         np.concatenate([data.x_train, data.x_unlabeled])
     with torch.random.fork_rng(devices=[]):
@@ -133,7 +141,8 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
     opt = build_optimizer(settings, model.parameters())
     run = Run(store, f"train-{method}", {"method": method, "settings": dataclasses.asdict(settings), "seed": seed,
                                          "classes": data.n_classes, "curve": curve_key},
-              data.fingerprint(), code=train, keep={"model": model}, resume={"objective": objective, "optimizer": opt})
+              data.fingerprint(), code=train, keep={"model": model}, resume={"objective": objective, "optimizer": opt},
+              writes=world.primary)
     done = run.cached()
     if done is not None:
         return TrainResult(method, model.eval(), done["history"], run.art, done["train_seconds"], True)
@@ -154,10 +163,11 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
         for b in range(steps):
             lr = schedule(opt, settings, epoch * steps + b, steps)
             idx = perm[b * bs:(b + 1) * bs]
-            x = batch_images(x_all, idx)
-            loss = objective(model, x, y_all[idx], idx)
+            x = batch_images(x_all, world.shard(idx))
+            loss = objective(model, x, y_all[idx], idx, world)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            world.sum_gradients(model)
             opt.step()
             total += loss.detach().float()
         mean_loss = float(total) / max(1, steps)
@@ -166,14 +176,15 @@ def train(method: str, data: Dataset, settings: TrainSettings, store: Store | No
                                      f"{_divergence_fix(images, settings.lr, device)}; the checkpoint of "
                                      f"epoch {epoch} is kept")
         record = {"loss": mean_loss, "seconds": time.perf_counter() - t0, "lr": lr}
-        if curve is not None:
+        if curve is not None and world.primary:
             t1 = time.perf_counter()
             model.eval()
             record.update(curve(model, epoch + 1))
             record["curve_seconds"] = time.perf_counter() - t1
         return record
 
-    p = run.run(settings.epochs, epoch_of, desc=f"train {method}", progress=progress, after_unit=on_epoch_end)
+    p = run.run(settings.epochs, epoch_of, desc=f"train {method}", progress=progress and world.primary,
+                after_unit=on_epoch_end)
     model.eval()
     run.finish(p, provenance=provenance(profile=profile, dataset=data.describe(), seed=seed,
                                         wall_time_s=p.train_seconds, device=str(device), method=method))

@@ -15,6 +15,10 @@ THREADS=${SATNB_THREADS:-2}
 LOG=results/cpu-cifar10.stages.tsv
 PARTIAL=results/partial
 mkdir -p "$PARTIAL"
+log_stage() {
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$(( $(date +%s) - t0 ))" "$(date -u +%FT%TZ)" \
+    "$(git rev-parse --short HEAD)" "$THREADS" >> "$LOG"
+}
 [ -f "$LOG" ] || printf 'stage\tseconds\tfinished_at\tgit_commit\tthreads\n' > "$LOG"
 # the CLI always trains (or loads) the encoders first; SAT and the baselines are loaded from the cache
 # before the evaluation and the attack zoo, so that those two stages cover every model
@@ -25,11 +29,14 @@ for stage in ${STAGES:-train sat baselines evaluate robustness}; do
     *) stages="train,sat,baselines,$stage" ;;
   esac
   t0=$(date +%s)
+  # an interrupted stage still logs the time it ran (as "<stage> (interrupted)"): it resumes from its checkpoints,
+  # so the stage's wall time is the sum of its rows
+  trap 'log_stage "$stage (interrupted)"; exit 130' INT TERM HUP
   echo "[reference] stage $stage (--stages $stages, $THREADS threads)"
   "${SATNB_VENV:-.venv}"/bin/python -m satnb run --profile cpu --stages "$stages" --threads "$THREADS" --quiet \
     --out "$PARTIAL/cpu-cifar10-$stage.json" --force
-  printf '%s\t%s\t%s\t%s\t%s\n' "$stage" "$(( $(date +%s) - t0 ))" "$(date -u +%FT%TZ)" \
-    "$(git rev-parse --short HEAD)" "$THREADS" >> "$LOG"
+  trap - INT TERM HUP
+  log_stage "$stage"
 done
 if [ -z "${STAGES:-}" ] || [ "${COLLECT:-0}" = 1 ]; then
   echo "[reference] collecting every stage into results/cpu-cifar10.json"

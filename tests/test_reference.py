@@ -245,6 +245,29 @@ def test_table1_columns_and_numbers_come_from_the_right_runs():
     assert not t.isna().any().any()
 
 
+def test_table1_shows_a_run_of_several_seeds_as_the_mean_and_range():
+    ref = _run(amdim=0.70, sup=0.80)
+    for seed, (a, b) in ((1, (0.72, 0.84)), (2, (0.74, 0.82))):
+        ref["evaluation"]["pixel"][f"amdim-seed{seed}"] = _record(a, 0.5 + seed / 100, n=990 + seed, robust=0.3)
+        ref["evaluation"]["pixel"][f"sup-seed{seed}"] = _record(b, 0.2, n=980, robust=0.1)
+    ref["seeds"] = [0, 1, 2]
+    t = table1.table1({"reference run": ref, "this build": _run("quick")})
+    col = "reference run, mean over seeds"
+    assert list(t.columns) == ["paper (CIFAR-10, N = 1,000)", col, "this build"]
+    assert t.loc[("SUP", "ACC"), col] == "82.0% (80.0% to 84.0%, 3 seeds)"
+    assert t.loc[("SSL (AMDIM)", "DSR small"), col] == "51.0% (50.0% to 52.0%, 3 seeds)"
+    assert t.loc[("SSL (AMDIM)", "robust small"), col] == "31.7% (30.0% to 35.0%, 3 seeds)"
+    assert t.loc[("SSL (AMDIM)", "N attacked"), col] == "1,000 / 991 / 992 (per seed)"
+    # the difference of each seed's pair (-10, -12, -8 points), then their mean and range
+    assert t.loc[("SSL (AMDIM) - SUP", "ACC"), col] == "-10.0 points (-12.0 points to -8.0 points, 3 seeds)"
+    assert t.loc[("SSL (AMDIM) - SUP", "seeds"), col].startswith("0, 1, 2")
+    assert t.loc[("SSL (AMDIM) - SUP", "seeds"), "this build"] == record.MISSING  # one seed: no such row
+    assert t.loc[("SSL (AMDIM)", "encoder"), col] == AMDIM_ENC
+    ref["seeds"] = [0, 1]  # seed 2 not judged: its models are left out
+    t = table1.table1({"reference run": ref})
+    assert t.loc[("SUP", "ACC"), col] == "82.0% (80.0% to 84.0%, 2 seeds)"
+
+
 def test_table1_compares_only_models_of_the_same_encoder():
     other = _run(sup_encoder="ResNet-18")
     t = table1.table1({"reference run": other})

@@ -126,6 +126,7 @@ def test_the_reference_runs_stage_times_come_from_its_stage_log(tmp_path, monkey
            "training": {}, "sat": {}, "baselines": {}, "models": {}}
     monkeypatch.setattr(tables, "model_ids", lambda r: {})
     logged = tables.run_times(res, from_log=True)["seconds"].to_dict()
-    assert logged == {"stage: train (stage log)": 996.0, "stage: sat (stage log)": 1092.0}  # an interrupted and a resumed row summed
+    # an interrupted and a resumed row summed
+    assert logged == {"stage: train (stage log)": 996.0, "stage: sat (stage log)": 1092.0}
     assert tables.run_times(res)["seconds"].to_dict() == {"stage: train": 0.3, "stage: sat": 1.5}
     assert tables.stage_log("quick", "cifar10") is None  # no log: the file's own stage times

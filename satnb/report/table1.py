@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from satnb.core.identity import ModelId
-from satnb.report.cells import MEASURES, count, interval_text, points, text
+from satnb.report.cells import MEASURES, count, interval_text, missing, points, text
+from satnb.report.claims import seeds
 from satnb.report.paper import PAPER_ENCODERS, PAPER_EPOCHS, PAPER_TABLE1
 from satnb.report.record import MISSING, encoder_name, evaluation_records, label, model_ids, same_encoder_supervised
 
@@ -76,6 +77,45 @@ def _run_column(res: dict, space: str) -> dict:
     return col
 
 
+def _seeded_names(res: dict, space: str) -> list[tuple[int, str, str]]:
+    """(seed, AMDIM's name, SUP's name) of every training seed whose AMDIM and SUP were both evaluated."""
+    records = evaluation_records(res, space)
+    pairs = [(s, ModelId.pretrained("amdim", seed=s).name, ModelId.pretrained("sup", seed=s).name) for s in seeds(res)]
+    return [(s, a, b) for s, a, b in pairs if a in records and b in records]
+
+
+def _spread(values: Sequence[float], fmt: Callable[[float], str]) -> str:
+    """The mean of the seeds' values and their range ("41.2% (40.1% to 42.0%, 3 seeds)")."""
+    values = [v for v in values if not missing(v)]
+    if not values:
+        return MISSING
+    return f"{fmt(float(np.mean(values)))} ({fmt(min(values))} to {fmt(max(values))}, {len(values)} seeds)"
+
+
+def _seeds_column(res: dict, space: str, named: list[tuple[int, str, str]]) -> dict:
+    """A run of several seeds' column: each number the mean over the seeds with their range; encoders of seed 0."""
+    records = evaluation_records(res, space)
+    col = _run_column(res, space)  # seed 0's encoders and epochs; its numbers are replaced below
+    pct, pts = "{:.1%}".format, (lambda v: f"{v * 100:+.1f} points")
+    for model, at in ((AMDIM, 1), (SUP, 2)):
+        names = [row[at] for row in named]
+        for q, key in MEASURES:
+            col[(model.label, q)] = _spread([records[n].get(key, np.nan) for n in names], pct)
+        col[(model.label, "L2 (norm, mean over broken)")] = _spread(
+            [records[n].get("l2_mean_broken_norm", records[n].get("l2", np.nan)) for n in names], "{:.3f}".format)
+        col[(model.label, "share broken by the L2 attack")] = _spread(
+            [records[n].get("opt_success", np.nan) for n in names], pct)
+        col[(model.label, "N attacked")] = " / ".join(count(records[n].get("n_attacked")) for n in names) + \
+            " (per seed)"
+    same = all(records[a].get("encoder") == records[b].get("encoder") for _, a, b in named)
+    if same:
+        for q, key in MEASURES:
+            col[(DIFF, q)] = _spread([records[a].get(key, np.nan) - records[b].get(key, np.nan)
+                                      for _, a, b in named], pts)
+    col[(DIFF, "seeds")] = ", ".join(str(s) for s, _, _ in named) + " (differences taken within each seed)"
+    return col
+
+
 def table1(runs: Mapping[str, dict | None], space: str = "pixel", dataset: str | None = None) -> pd.DataFrame:
     """Paper Table 1 beside each run, one column each (the paper first), every number naming its encoder.
 
@@ -83,7 +123,9 @@ def table1(runs: Mapping[str, dict | None], space: str = "pixel", dataset: str |
     difference, SSL (AMDIM) minus the supervised model *on the same encoder* (`record.same_encoder_supervised`:
     a run whose SUP runs on another encoder, and has no supervised twin of AMDIM's, gets "not compared").
     Runs of other datasets are left out (the dataset: the first run's of CIFAR-10 or STL-10, unless
-    given). Cells are text; paired intervals of the differences are in `satnb.report.claims`.
+    given). A run of several training seeds shows each number as the mean over its seeds with their range
+    (its column named "..., mean over seeds", a row naming the seeds). Cells are text; paired intervals of the
+    differences are in `satnb.report.claims`.
     """
     if dataset is None:
         found = [(r.get("dataset") or {}).get("dataset") for r in runs.values() if r is not None]
@@ -94,6 +136,12 @@ def table1(runs: Mapping[str, dict | None], space: str = "pixel", dataset: str |
     cols = {f"paper ({name}, N = {count(PAPER_N)})": _paper_column(dataset)}
     for heading, res in runs.items():
         if res is not None and (res.get("dataset") or {}).get("dataset") == dataset:
-            cols[heading] = _run_column(res, space)
+            named = _seeded_names(res, space)
+            if len(named) > 1:
+                cols[f"{heading}, mean over seeds"] = _seeds_column(res, space, named)
+                if (DIFF, "seeds") not in index:
+                    index.append((DIFF, "seeds"))
+            else:
+                cols[heading] = _run_column(res, space)
     return pd.DataFrame({h: [c.get(i, MISSING) for i in index] for h, c in cols.items()},
                         index=pd.MultiIndex.from_tuples(index, names=["model", "row"]))

@@ -40,6 +40,11 @@ def test_profile_refuses_bad_seeds_and_variants():
     assert quick.grid_seeds == 1  # the cells beside the primary: seed 0 only at quick (cost)
     with pytest.raises(ConfigError, match="grid_seeds=0"):
         quick.replace(grid_seeds=0)
+    for bad in (0, True, 1.5):
+        with pytest.raises(ConfigError, match="baseline_seeds="):
+            quick.replace(baseline_seeds=bad)
+    cpu = get_profile("cpu")  # the reference run: three seeds, AT/MAT/ALP from the primary SUP only
+    assert cpu.seeds == (0, 1, 2) and cpu.baseline_seeds == 1 and quick.baseline_seeds is None
     with pytest.raises(ConfigError, match="unknown SUP recipe variant"):
         quick.replace(sup_variants=("nope",))
     assert set(quick.sup_variants) <= set(RECIPE_VARIANTS)

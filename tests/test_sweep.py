@@ -48,6 +48,10 @@ def test_plan_mirrors_the_run(sweep_profile):
     assert {j.model.base for j in sat if not j.model.variant} == bases
     assert all(j.wave == 1 for j in full if j.stage in ("sat", "baseline", "refresh"))
     assert len(full) == len(set(full))
+    assert {j.model.base for j in full if j.stage == "baseline"} == {ModelId.pretrained("sup", seed=s) for s in (0, 1)}
+    # baseline_seeds=1: AT, MAT and ALP from the primary SUP only (the cpu profile's choice)
+    first = plan(dataclasses.replace(sweep_profile, baseline_seeds=1), ("train", "baselines"), ("sup",))
+    assert sorted(j.model.name for j in first if j.stage == "baseline") == ["alp", "at", "mat"]
 
 
 def test_a_sweep_collects_what_a_run_makes_and_resubmits_nothing(sweep_profile, tiny_data, tmp_path, monkeypatch):

@@ -209,6 +209,7 @@ class Profile:
     # the protocol grid: every claim model also evaluated under the other eps convention and guide rule
     grid: bool = True
     grid_seeds: int | None = None  # the cells beside the primary judge the first this many seeds (None: all)
+    baseline_seeds: int | None = None  # AT, MAT and ALP are fine-tuned from the first this many SUP seeds (None: all)
     # the models that decide claim 1 (AMDIM and SUP of every seed) are attacked on more images than the others:
     # the attack zoo on the first `claim1_zoo_images` of their N (None: zoo.n_images), the optimisation attack on
     # `claim1_opt_images` (None: protocol.n_attack_opt)
@@ -221,9 +222,10 @@ class Profile:
                 any(not isinstance(s, int) or s < 0 for s in self.seeds):
             raise ConfigError(f"seeds={self.seeds!r} must be distinct non-negative integers including 0 (the "
                               "profile's own run), e.g. (0, 1, 2)")
-        if self.grid_seeds is not None and (isinstance(self.grid_seeds, bool) or not isinstance(self.grid_seeds, int)
-                                            or self.grid_seeds < 1):
-            raise ConfigError(f"grid_seeds={self.grid_seeds!r} must be a positive number of seeds or None (all)")
+        for name in ("grid_seeds", "baseline_seeds"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name}={value!r} must be a positive number of seeds or None (all)")
         for name in ("claim1_zoo_images", "claim1_opt_images"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -342,7 +344,8 @@ PROFILES: dict[str, Profile] = {
     "cpu": Profile(
         name="cpu", n_train=None, n_test=None, n_library=45000,
         train=cpu_recipes({"amdim": 8, "npid": 8, "simclr": 8, "sup": 12}, 256),
-        seeds=(0, 1, 2), grid_seeds=1, sup_variants=("ls0.1",), claim1_zoo_images=1000, claim1_opt_images=1000,
+        seeds=(0, 1, 2), grid_seeds=1, baseline_seeds=1, sup_variants=("ls0.1",), claim1_zoo_images=1000,
+        claim1_opt_images=1000,
         protocol=ProtocolSettings(k=75, m=300, n_attack_opt=500, opt_binary_steps=5, opt_steps=50),
         zoo=ZooSettings(n_images=500, queries=500, restarts=2, steps_factor=3, strong_opt_images=200),
         sat=SATSettings(iterations=300, batch_size=100, refresh_every=10, eval_every=50),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -87,6 +88,14 @@ def sat_variant_ids(profile: Profile) -> list[ModelId]:
                         variant=v) for v in profile.sat_variants]
 
 
+def baseline_ids(profile: Profile, pretrained: Sequence[ModelId]) -> list[ModelId]:
+    """AT, MAT and ALP fine-tuned from each SUP of the profile's recipe among `pretrained` (its first
+    `baseline_seeds` seeds)."""
+    bases = [mid for mid in pretrained if mid.method == "sup" and not mid.twin and not mid.variant
+             and (profile.baseline_seeds is None or mid.seed < profile.baseline_seeds)]
+    return [ModelId.baseline(method, base=sup) for sup in bases for method in BASELINES]
+
+
 def grid_ids(models: list[ModelId], label_scarce: bool = False) -> list[ModelId]:
     """The models the protocol grid evaluates: those that decide claims 1, 2 and 4 (not SimCLR's, not the twins;
     AT, MAT and ALP only where claim 4 is judged, in the label-scarce regime)."""
@@ -144,11 +153,10 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
         out["stage_seconds"]["sat"] = time.perf_counter() - t0
     if "baselines" in stages and "sup" in methods:
         t0 = time.perf_counter()
-        for sup in (mid for mid in pretrained if mid.method == "sup" and not mid.twin and not mid.variant):
-            for method in BASELINES:
-                e = pipe.baseline(ModelId.baseline(method, base=sup))
-                out["baselines"][e.name] = e.fine_tuning_record()
-                fine_tuned.append(e.id)
+        for mid in baseline_ids(profile, pretrained):
+            e = pipe.baseline(mid)
+            out["baselines"][e.name] = e.fine_tuning_record()
+            fine_tuned.append(e.id)
         out["stage_seconds"]["baselines"] = time.perf_counter() - t0
 
     every = [*pretrained, *fine_tuned]

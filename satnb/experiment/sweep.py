@@ -20,11 +20,19 @@ from pathlib import Path
 
 from satnb.core.config import METHODS, Profile
 from satnb.core.dataset import Dataset
-from satnb.core.identity import BASELINES, SSL, ModelId
+from satnb.core.identity import SSL, ModelId
 from satnb.core.store import Store, canonical_json
 from satnb.core.variants import GUIDE_RULES
 from satnb.experiment.pipeline import Pipeline
-from satnb.experiment.run import ALL_STAGES, Measuring, grid_ids, pretrained_ids, sat_variant_ids, stage_fingerprints
+from satnb.experiment.run import (
+    ALL_STAGES,
+    Measuring,
+    baseline_ids,
+    grid_ids,
+    pretrained_ids,
+    sat_variant_ids,
+    stage_fingerprints,
+)
 from satnb.experiment.session import start
 
 WAVES = ("pretrain", "fine-tune", "measure")
@@ -69,8 +77,7 @@ def plan(profile: Profile, stages: Sequence[str] = ALL_STAGES, methods: Sequence
                 fine_tuned += sat_variant_ids(profile)
     jobs += [Job("sat", mid) for mid in fine_tuned]
     if "baselines" in stages and "sup" in methods:
-        bases = [mid for mid in pretrained if mid.method == "sup" and not mid.twin and not mid.variant]
-        baselines = [ModelId.baseline(m, base=sup) for sup in bases for m in BASELINES]
+        baselines = baseline_ids(profile, pretrained)
         jobs += [Job("baseline", mid) for mid in baselines]
         fine_tuned += baselines
     every = [*pretrained, *fine_tuned]

@@ -1,4 +1,5 @@
-"""The models that decide claim 1 are attacked on more images where a profile says so; the others keep its sizes."""
+"""The models that decide claim 1 are attacked on more images where a profile says so, the grid's other cells and
+the recipe variants on fewer; the others keep its sizes."""
 
 import dataclasses
 
@@ -35,3 +36,24 @@ def test_without_claim1_sizes_the_profile_is_used_as_is(tiny_profile):
 def test_bad_claim1_sizes_are_refused(tiny_profile, bad):
     with pytest.raises(ConfigError, match="claim1_zoo_images=.* must be a positive number of images"):
         dataclasses.replace(tiny_profile, claim1_zoo_images=bad)
+
+
+def test_grid_sizes_reach_only_the_other_cells(tiny_pipeline):
+    pipe = tiny_pipeline
+    pipe.profile = dataclasses.replace(pipe.profile, seeds=(0,), sup_variants=(), grid_images=12)
+    out = collect(pipe, ("train", "evaluate"), ("npid", "sup"), ("pixel", "normalized"))
+    ev, cells = out["evaluation"], {(c["eps_space"], c["guide"]): c["evaluation"] for c in out["grid"]}
+    n = pipe.profile.protocol.n_attack  # the primary cell: the profile's N (its first 30 correct images)
+    assert ev["pixel"]["sup"]["n_attacked"] == ev["pixel"]["npid"]["n_attacked"] == n == 30
+    assert ev["pixel"]["sup"]["opt_n"] == 6
+    assert ev["normalized"]["sup"]["n_attacked"] == 12  # another eps convention: a grid cell
+    assert {r["n_attacked"] for c in cells.values() for r in c.values()} == {12}  # the other guide rule
+    assert out["settings"]["grid_images"] == 12
+
+
+def test_grid_sizes_cap_every_attack(tiny_profile):
+    g = dataclasses.replace(tiny_profile, grid_images=8).for_grid()
+    assert (g.protocol.n_attack, g.protocol.n_attack_opt, g.zoo.n_images, g.protocol.n_subview) == (8, 6, 8, 8)
+    assert tiny_profile.for_grid() is tiny_profile
+    with pytest.raises(ConfigError, match="grid_images=0"):
+        dataclasses.replace(tiny_profile, grid_images=0)

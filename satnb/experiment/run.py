@@ -59,17 +59,28 @@ def decides_claim1(mid: ModelId) -> bool:
 
 
 class Measuring:
-    """The studies that measure a model: the profile's, or for the models that decide claim 1 the same pipeline's
-    data, store and models with the profile's claim-1 attack sizes (`Profile.claim1_zoo_images`, ...)."""
+    """The studies that measure a model under one protocol: the profile's; for the models that decide claim 1
+    under the primary protocol, its claim-1 attack sizes (`Profile.claim1_zoo_images`, ...); in the grid's other
+    cells and for recipe variants, its grid sizes (`Profile.grid_images`). All share the pipeline's data, store
+    and models."""
 
     def __init__(self, pipe: Pipeline):
+        self.pipe = pipe
         self.studies = Studies(pipe)
-        bigger = pipe.profile.for_claim1()
-        self.claim1 = self.studies if bigger is pipe.profile else Studies(
-            Pipeline(bigger, pipe.data, pipe.store, device=pipe.device, progress=pipe.progress))
+        self.claim1 = self._sized(pipe.profile.for_claim1())
+        self.grid = self._sized(pipe.profile.for_grid())
 
-    def __call__(self, mid: ModelId) -> Studies:
-        """The studies that measure `mid`."""
+    def _sized(self, profile: Profile) -> Studies:
+        pipe = self.pipe
+        return self.studies if profile is pipe.profile else Studies(
+            Pipeline(profile, pipe.data, pipe.store, device=pipe.device, progress=pipe.progress))
+
+    def __call__(self, mid: ModelId, eps_space: str = "pixel", guide: str | None = None) -> Studies:
+        """The studies that measure `mid` with eps in `eps_space` units under the guide rule `guide` (None: the
+        profile's)."""
+        primary = eps_space == "pixel" and guide in (None, self.pipe.profile.protocol.guide)
+        if not primary or mid.variant:
+            return self.grid
         return self.claim1 if decides_claim1(mid) else self.studies
 
 
@@ -173,22 +184,22 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
         for i, space in enumerate(eps_spaces):
             # the first convention evaluates every model; the others the models the grid judges
             ids = every if i == 0 else judged
-            out["evaluation"][space] = {mid.name: _slim(measuring(mid).evaluate(mid, eps_space=space,
-                                                                                optimization=True)) for mid in ids}
+            out["evaluation"][space] = {mid.name: _slim(measuring(mid, space).evaluate(mid, eps_space=space,
+                                                                                       optimization=True))
+                                        for mid in ids}
         for cell in cells:
-            cell["evaluation"] = {mid.name: _slim(measuring(mid).evaluate(mid, eps_space=cell["eps_space"],
-                                                                          optimization=True, guide=other_guide))
-                                  for mid in judged}
+            cell["evaluation"] = {mid.name: _slim(measuring(mid, cell["eps_space"], other_guide).evaluate(
+                mid, eps_space=cell["eps_space"], optimization=True, guide=other_guide)) for mid in judged}
         out["stage_seconds"]["evaluate"] = time.perf_counter() - t0
     if "robustness" in stages:
         t0 = time.perf_counter()
         # the first convention: every model; the others: the grid's models, and none without the grid
         zoo_spaces = {space: every if i == 0 else judged for i, space in enumerate(eps_spaces) if i == 0 or grid}
-        out["robustness"] = {space: {mid.name: _slim(measuring(mid).robustness(mid, eps_space=space)) for mid in ids}
-                             for space, ids in zoo_spaces.items() if ids}
+        out["robustness"] = {space: {mid.name: _slim(measuring(mid, space).robustness(mid, eps_space=space))
+                                     for mid in ids} for space, ids in zoo_spaces.items() if ids}
         for cell in cells:
-            cell["robustness"] = {mid.name: _slim(measuring(mid).robustness(mid, eps_space=cell["eps_space"],
-                                                                            guide=other_guide)) for mid in judged}
+            cell["robustness"] = {mid.name: _slim(measuring(mid, cell["eps_space"], other_guide).robustness(
+                mid, eps_space=cell["eps_space"], guide=other_guide)) for mid in judged}
         if grid:  # claim 1's L2 leg at the authors' budget, on its models of the first seed (minutes: a full run's)
             out["strong_l2"] = {mid.name: _slim(measuring(mid).strong_l2(mid)) for mid in every
                                 if mid in (ModelId.pretrained("amdim"), ModelId.pretrained("sup"))}

@@ -112,7 +112,8 @@ def run_job(job: Job, profile: Profile, data: Dataset | str, store_root: str | P
     session = start(profile, data if isinstance(data, str) else data.name, store=Store(store_root), progress=False)
     data = session.data if isinstance(data, str) else data
     pipe = Pipeline(profile, data, session.store, device=device, progress=False)
-    studies = Measuring(pipe)(job.model)  # the claim-1 models' attack sizes where the profile sets them
+    # the attack sizes of the job's protocol cell: claim 1's models, the grid's other cells (as `collect` measures)
+    studies = Measuring(pipe)(job.model, job.eps_space or "pixel", job.guide)
     if job.stage == "train":
         pipe.train(job.model)
     elif job.stage == "sat":

@@ -113,10 +113,13 @@ def test_reference_run_script_names_real_stages_and_logs_times():
 
     text = (ROOT / "scripts" / "reference_run.sh").read_text()
     stages = re.search(r"\$\{STAGES:-([a-z ]+)\}", text).group(1).split()
-    assert stages[0] == "train" and set(stages) == set(ALL_STAGES)
+    assert stages[0] == "train" and set(stages) == {*ALL_STAGES, "proxy"} and stages[-1] == "proxy"
     assert "--profile cpu" in text and "cpu-cifar10.stages.tsv" in text and "--force" in text
     # each stage's partial results land in results/partial/, which the report (results/*.json) never reads as a run
-    assert '--out "$PARTIAL/cpu-cifar10-$stage.json"' in text and "PARTIAL=results/partial" in text
+    assert 'out="$PARTIAL/cpu-cifar10-$stage.json"' in text and '--out "$out"' in text
+    assert "PARTIAL=results/partial" in text
+    # claim 4's proxy: the whole profile with 500 labelled images per class, a results file of its own
+    assert "--labelled-per-class 500" in text and "out=results/cpu-cifar10-labelled500.json" in text
 
 
 def test_git_strips_notebook_outputs_on_commit(tmp_path):

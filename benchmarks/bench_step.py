@@ -44,7 +44,7 @@ class Step(Trainer):
     """`bench_train.Trainer`'s real step at the precision that runs, with one variant of augmentation or optimiser."""
 
     def __init__(self, method: str, settings, data, variant: str, seed: int = 0) -> None:
-        from satnb.core.config import get_precision
+        from satnb.core.precision import get_precision
 
         super().__init__(method, settings, data, get_precision(), seed)
         augment = self.objective.augment
@@ -145,7 +145,8 @@ def peaks(repeats: int, precision: str) -> dict[str, float]:
 
 
 def run(args) -> dict:
-    from satnb.core.config import PROFILES, effective_precision, get_precision
+    from satnb.core.config import PROFILES
+    from satnb.core.precision import effective_precision, get_precision
     from satnb.nets.encoders import describe_encoder
 
     t_start = time.perf_counter()

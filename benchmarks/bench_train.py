@@ -6,7 +6,7 @@ benchmark times real training steps as `satnb.nets.pretrain.train` takes them: t
 (`pretrain.batch_images`), the method's objective including its augmentation, the backward pass and
 the optimiser step, the model in channels_last, a batch of the profile's size (256) of random uint8
 CIFAR-shaped images (NPID's memory bank has 50 000 rows, CIFAR-10's training set). Each configuration
-is trained in fp32 and in bf16 (`satnb.core.config.set_precision`), one model
+is trained in fp32 and in bf16 (`satnb.core.precision.set_precision`), one model
 and optimiser per precision, interleaved side by side after a warm-up step; the figure is the median
 over the repetitions.
 
@@ -87,7 +87,7 @@ class Trainer:
         self.model.train()
 
     def step(self) -> None:
-        from satnb.core.config import set_precision
+        from satnb.core.precision import set_precision
         from satnb.nets.pretrain import batch_images
 
         set_precision(self.precision)
@@ -121,7 +121,7 @@ def matmul_peak(sizes: tuple[int, ...], repeats: int) -> tuple[dict[str, float],
 
 
 def run(args) -> dict:
-    from satnb.core.config import cpu_has_bf16, get_precision, set_precision
+    from satnb.core.precision import cpu_has_bf16, get_precision, set_precision
     from satnb.nets.encoders import describe_encoder
 
     if not cpu_has_bf16():

@@ -5,7 +5,7 @@
 
 Every stage is timed at the `paper` profile's real architectures (AMDIM ndf 128 / n_rkhs 128 / depth 3,
 ResNet-18) and batch sizes, as satnb's own code runs it, on the device `satnb.core.environment.get_device()` picks
-(SATNB_DEVICE, else CUDA when there is one) at the precision `satnb.core.config.effective_precision` gives it:
+(SATNB_DEVICE, else CUDA when there is one) at the precision `satnb.core.precision.effective_precision` gives it:
 
 - pretraining: real training steps of each method of the `paper` and `gpu` profiles (amdim, npid, simclr,
   sup and the supervised twin sup-resnet18) with `pretrain.build_model`, `_Objective`, `optim.build_optimizer`
@@ -299,8 +299,9 @@ class Check:
     """The benchmark's state: device, data, models, measurements (the record) and where it is written."""
 
     def __init__(self, args: argparse.Namespace) -> None:
-        from satnb.core.config import PROFILES, effective_precision
+        from satnb.core.config import PROFILES
         from satnb.core.environment import get_device
+        from satnb.core.precision import effective_precision
 
         self.plan = TINY if args.tiny else FULL
         self.device = get_device()

@@ -127,8 +127,9 @@ def _prepare(args: argparse.Namespace):
     """What `run` and `sweep` share: the profile with its options, the stages, methods, session and results file."""
     import torch
 
-    from satnb.core.config import METHODS, ConfigError, effective_precision, get_profile
+    from satnb.core.config import METHODS, ConfigError, get_profile
     from satnb.core.environment import cache_dir
+    from satnb.core.precision import effective_precision
     from satnb.experiment.session import start
 
     profile = get_profile(args.profile)

@@ -43,11 +43,11 @@ def _isolated_env(tmp_path_factory, monkeypatch):
 @pytest.fixture(autouse=True)
 def _process_precision():
     """Every test starts and ends with the process precision undecided (read from the environment on first use)."""
-    from satnb.core import config
+    from satnb.core import precision as core_precision
 
-    config._PRECISION.clear()
+    core_precision._PRECISION.clear()
     yield
-    config._PRECISION.clear()
+    core_precision._PRECISION.clear()
 
 
 @pytest.fixture(scope="session")

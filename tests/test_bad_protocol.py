@@ -7,15 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from satnb.core.config import (
-    AttackSettings,
-    ConfigError,
-    ProtocolSettings,
-    TrainSettings,
-    ZooSettings,
-    get_profile,
-    set_precision,
-)
+from satnb.core.config import AttackSettings, ConfigError, ProtocolSettings, TrainSettings, ZooSettings, get_profile
+from satnb.core.precision import set_precision
 from satnb.core.store import Store
 from satnb.experiment.pipeline import Pipeline
 from satnb.knn.classifier import KNN, guide_size
@@ -91,10 +84,10 @@ def test_a_library_smaller_than_k_is_refused_before_training(tiny_data, tmp_path
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 def test_a_diverged_loss_gets_advice_that_fits_the_precision_and_the_images(tiny_data, tmp_path, precision,
                                                                            monkeypatch):
-    from satnb.core import config
+    from satnb.core import precision as core_precision
 
     set_precision(precision)
-    monkeypatch.setattr(config, "cpu_has_bf16", lambda: True)  # bf16 runs as bf16 even on an AVX2-only CPU
+    monkeypatch.setattr(core_precision, "cpu_has_bf16", lambda: True)  # bf16 runs as bf16 even on an AVX2-only CPU
     recipe = TrainSettings("convnet", epochs=1, batch_size=16, lr=1e30, encoder_kwargs={"widths": (4,)})
     constant = dataclasses.replace(tiny_data, x_train=np.full_like(tiny_data.x_train[:32], 128),
                                    y_train=tiny_data.y_train[:32], _fingerprint=None)

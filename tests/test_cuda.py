@@ -14,9 +14,10 @@ import pytest
 import torch
 
 from satnb.attacks import gradient_attack
-from satnb.core import config
-from satnb.core.config import METHODS, AttackSettings, TrainSettings, effective_precision, get_profile, set_precision
+from satnb.core import precision as core_precision
+from satnb.core.config import METHODS, AttackSettings, TrainSettings, get_profile
 from satnb.core.datasets import load_digits
+from satnb.core.precision import effective_precision, set_precision
 from satnb.core.store import Store
 from satnb.knn.classifier import KNN, guide_groups
 from satnb.knn.features import as_images, build_library, extract_features
@@ -36,7 +37,7 @@ SMALL, LARGE = AttackSettings(0.03, 0.005, 10), AttackSettings(0.06, 0.005, 20)
 @pytest.fixture(autouse=True)
 def _bf16(monkeypatch):
     """Each test starts at the default precision; the process's own comes back afterwards."""
-    monkeypatch.setattr(config, "_PRECISION", ["bf16"])
+    monkeypatch.setattr(core_precision, "_PRECISION", ["bf16"])
 
 
 @pytest.fixture(scope="module")

@@ -142,9 +142,9 @@ def test_bf16_against_fp32_is_not_measured_on_a_cpu_without_bf16_kernels(monkeyp
     import bench_train
     from _common import NotMeasurableHere
 
-    from satnb.core import config
+    from satnb.core import precision as core_precision
 
-    monkeypatch.setattr(config, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(core_precision, "cpu_has_bf16", lambda: False)
     with pytest.raises(NotMeasurableHere, match="no bfloat16 kernels"):
         bench_train.run(argparse.Namespace(quick=True, repeats=1, threads=1))
 

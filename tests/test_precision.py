@@ -6,10 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from satnb.core import config, stats
-from satnb.core.config import ConfigError, TrainSettings, get_precision, get_profile, scheduled_lr, set_precision
+from satnb.core import precision as core_precision
+from satnb.core import stats
+from satnb.core.config import ConfigError, TrainSettings, get_profile, scheduled_lr
 from satnb.core.dataset import profile_subset
 from satnb.core.datasets import load_dataset
+from satnb.core.precision import get_precision, set_precision
 from satnb.core.store import Store
 from satnb.experiment.session import start
 from satnb.knn.features import build_library, extract_features
@@ -26,14 +28,14 @@ def _bf16(monkeypatch):
 
     (On an AVX2-only CPU `effective_precision` runs fp32; these tests exercise the bf16 path itself.)
     """
-    monkeypatch.setattr(config, "_PRECISION", ["bf16"])
-    monkeypatch.setattr(config, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(core_precision, "_PRECISION", ["bf16"])
+    monkeypatch.setattr(core_precision, "cpu_has_bf16", lambda: True)
 
 
 @pytest.fixture
 def new_process(monkeypatch):
     """A process whose precision is not decided yet (the first `get_precision` reads SATNB_PRECISION)."""
-    monkeypatch.setattr(config, "_PRECISION", [])
+    monkeypatch.setattr(core_precision, "_PRECISION", [])
     monkeypatch.delenv("SATNB_PRECISION", raising=False)
     return monkeypatch
 
@@ -50,7 +52,7 @@ def test_default_is_bf16_and_the_environment_is_read_once(new_process):
     assert get_precision() == "bf16"
     new_process.setenv("SATNB_PRECISION", "fp32")
     assert get_precision() == "bf16"  # decided already: a running process keeps its precision
-    new_process.setattr(config, "_PRECISION", [])
+    new_process.setattr(core_precision, "_PRECISION", [])
     new_process.setenv("SATNB_PRECISION", " FP32 ")
     assert get_precision() == "fp32"
     assert set_precision("bf16") == "bf16" and get_precision() == "bf16"
@@ -89,14 +91,14 @@ def test_the_session_takes_the_environment_at_start_up(new_process, tmp_path):
 @pytest.mark.parametrize("has_bf16", [False, True])
 def test_a_cuda_device_without_bf16_computes_in_float32(monkeypatch, has_bf16):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: has_bf16)
-    assert config.effective_precision("cuda") == ("bf16" if has_bf16 else "fp32")
-    assert config.effective_precision("cuda:0") == ("bf16" if has_bf16 else "fp32")
-    assert config.effective_precision("cpu") == ("bf16" if config.cpu_has_bf16() else "fp32")
-    assert config.effective_precision("mps") == "fp32"
-    monkeypatch.setattr(config, "cpu_has_bf16", lambda: False)  # an AVX2-only CPU emulates bf16 10-20x slower
-    assert config.effective_precision("cpu") == "fp32"
+    assert core_precision.effective_precision("cuda") == ("bf16" if has_bf16 else "fp32")
+    assert core_precision.effective_precision("cuda:0") == ("bf16" if has_bf16 else "fp32")
+    assert core_precision.effective_precision("cpu") == ("bf16" if core_precision.cpu_has_bf16() else "fp32")
+    assert core_precision.effective_precision("mps") == "fp32"
+    monkeypatch.setattr(core_precision, "cpu_has_bf16", lambda: False)  # an AVX2-only CPU emulates bf16 10-20x slower
+    assert core_precision.effective_precision("cpu") == "fp32"
     set_precision("fp32")
-    assert config.effective_precision("cuda") == config.effective_precision("cpu") == "fp32"
+    assert core_precision.effective_precision("cuda") == core_precision.effective_precision("cpu") == "fp32"
 
 
 @pytest.mark.parametrize("encoder", [SmallConvNet((8, 16)), ResNet18(widths=(8, 8, 16, 16)),

@@ -6,7 +6,8 @@ import torch
 import satnb.experiment.session as session_mod
 from satnb.__main__ import main
 from satnb.core.checks import parse_switch
-from satnb.core.config import ConfigError, get_precision
+from satnb.core.config import ConfigError
+from satnb.core.precision import get_precision
 from satnb.experiment.pipeline import Pipeline
 from satnb.experiment.session import start
 

@@ -25,8 +25,9 @@ from pathlib import Path, PurePosixPath
 
 import torch
 
-from satnb.core.config import Profile, effective_precision
+from satnb.core.config import Profile
 from satnb.core.dataset import Dataset
+from satnb.core.precision import effective_precision
 from satnb.core.store import ArtifactError, Store, code_fingerprint, git_commit
 from satnb.core.version import __version__
 from satnb.experiment.run import stage_fingerprints

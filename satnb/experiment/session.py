@@ -8,15 +8,11 @@ from dataclasses import dataclass, field
 import torch
 
 from satnb.core.checks import parse_switch, parse_threads
-from satnb.core.config import (
-    Profile,
-    get_precision,
-    get_profile,
-    set_precision,
-)
+from satnb.core.config import Profile, get_profile
 from satnb.core.dataset import Dataset, profile_subset
 from satnb.core.datasets import load_dataset
 from satnb.core.environment import get_device
+from satnb.core.precision import get_precision, set_precision
 from satnb.core.store import Store, provenance
 
 

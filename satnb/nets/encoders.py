@@ -9,7 +9,7 @@ Conventions shared by every encoder:
 * ``model.features(x)`` returns the (B, ``model.feature_dim``) representation the kNN
   classifier uses (the penultimate layer; AMDIM: the global feature r1);
 * each encoder's trunk runs under `autocast` (bfloat16 unless the process precision is fp32:
-  `satnb.core.config.set_precision`) and returns float32, so losses, kNN distances and attack
+  `satnb.core.precision.set_precision`) and returns float32, so losses, kNN distances and attack
   steps downstream stay in float32.
 """
 

@@ -6,11 +6,11 @@ import contextlib
 
 import torch
 
-from satnb.core.config import effective_precision
+from satnb.core.precision import effective_precision
 
 
 def autocast(device: torch.device | str) -> contextlib.AbstractContextManager:
-    """bfloat16 autocast when the precision is bf16 and the device runs it (`config.effective_precision`), else a no-op.
+    """bfloat16 autocast when bf16 is this process's precision and the device runs it; else a no-op.
 
     A CUDA device without bf16 (e.g. Colab's T4) computes in float32.
     """

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from satnb.core.config import METHODS, ConfigError, TrainSettings, effective_precision
+from satnb.core.config import METHODS, ConfigError, TrainSettings
 from satnb.core.dataset import Dataset
 from satnb.core.datasets import CIFAR10_MEAN, CIFAR10_STD
+from satnb.core.precision import effective_precision
 from satnb.core.runs import Run, unit_seed
 from satnb.core.store import Artifact, Store, provenance
 from satnb.nets.augment import amdim_augment, npid_augment, simclr_augment, supervised_augment

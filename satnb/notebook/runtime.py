@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from satnb.core.config import cpu_has_bf16
 from satnb.core.environment import shipped
+from satnb.core.precision import cpu_has_bf16
 
 DRIVE_MOUNT = Path("/content/drive")
 DRIVE_CACHE = DRIVE_MOUNT / "MyDrive" / "satnb-cache"

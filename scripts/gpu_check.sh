@@ -82,7 +82,7 @@ import platform
 
 import torch
 
-from satnb.core.config import effective_precision, get_precision
+from satnb.core.precision import effective_precision, get_precision
 from satnb.core.environment import get_device
 
 print(f"python {platform.python_version()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "

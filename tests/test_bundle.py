@@ -17,9 +17,10 @@ from satnb.experiment.pipeline import Pipeline
 
 @pytest.fixture
 def exported(tiny_profile, tiny_data, tmp_path):
-    """A bundle of SUP trained by the tiny pipeline in one cache."""
+    """A bundle of SUP trained by the tiny pipeline in one cache, and of a study that reads no dataset."""
     store = Store(tmp_path / "here" / "artifacts")
     Pipeline(tiny_profile, tiny_data, store, progress=False).train("sup")
+    store.save_result(store.artifact("mi-synthetic", {"dim": 2}, "", code=export_bundle), {"mi": 1.0})
     path = tmp_path / "sup.tar"
     manifest = export_bundle(store, tiny_data, tiny_profile, path)
     return path, manifest
@@ -53,6 +54,7 @@ def test_round_trip_serves_training_from_the_cache(exported, tiny_profile, tiny_
     path, manifest = exported
     assert manifest.profile == tiny_profile.name and manifest.dataset["fingerprint"] == tiny_data.fingerprint()
     assert any(a.startswith("artifacts/train-sup/") for a in manifest.artifacts)
+    assert any(a.startswith("artifacts/mi-synthetic/") for a in manifest.artifacts)  # no dataset: it travels too
     assert all(bundle.MEMBER.match(n) for n in manifest.files)  # finished artifacts only: no progress.pt
     empty = Store(tmp_path / "there" / "artifacts")
     done = import_bundle(path, empty, tiny_data)
@@ -147,8 +149,12 @@ def test_other_code_other_data_and_other_precision_are_named(exported, tiny_data
 
 
 def test_export_without_artifacts_says_what_to_run(tiny_profile, tiny_data, tmp_path):
+    store = Store(tmp_path / "artifacts")
     with pytest.raises(BundleError, match="python -m satnb run --profile smoke"):
-        export_bundle(Store(tmp_path / "artifacts"), tiny_data, tiny_profile, tmp_path / "b.tar")
+        export_bundle(store, tiny_data, tiny_profile, tmp_path / "b.tar")
+    store.save_result(store.artifact("mi-synthetic", {"dim": 2}, "", code=export_bundle), {"mi": 1.0})
+    with pytest.raises(BundleError, match="no finished artifact computed on this data"):  # a dataset-free study alone
+        export_bundle(store, tiny_data, tiny_profile, tmp_path / "b.tar")
 
 
 def test_only_https_or_a_file(tmp_path):

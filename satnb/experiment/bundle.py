@@ -78,7 +78,8 @@ def _sha256(data: bytes) -> str:
 
 def export_bundle(store: Store, data: Dataset, profile: Profile, out: str | Path,
                   stages: Sequence[str] | None = None) -> Manifest:
-    """Write the finished artifacts computed on `data` (the profile's subset) into the archive `out`.
+    """Write the finished artifacts computed on `data` (the profile's subset) into the archive `out`, with those
+    that depend on no dataset (e.g. the mutual-information studies on synthetic Gaussians), which the book reads too.
 
     `stages` (e.g. ``["train-amdim", "train-sup"]``) keeps only those stages' artifacts; default: all of them.
     """
@@ -86,13 +87,14 @@ def export_bundle(store: Store, data: Dataset, profile: Profile, out: str | Path
     fingerprint = data.fingerprint()
     chosen: dict[str, Path] = {}
     precisions: set[str] = set()
+    on_data = 0  # the artifacts computed on this data (a bundle of dataset-free studies alone is refused)
     for settings in sorted(store.root.glob("*/*/settings.json")):
         folder = settings.parent
         try:
             meta = json.loads(settings.read_text())
         except (OSError, ValueError):
             continue
-        if meta.get("data") != fingerprint or (stages and folder.parent.name not in stages):
+        if meta.get("data") not in (fingerprint, "") or (stages and folder.parent.name not in stages):
             continue
         if not ((folder / "final.pt").is_file() or (folder / "result.json").is_file()):
             continue  # an unfinished stage: its progress checkpoint stays on this machine
@@ -100,7 +102,8 @@ def export_bundle(store: Store, data: Dataset, profile: Profile, out: str | Path
         for name in FILES:
             if (folder / name).is_file():
                 chosen[f"artifacts/{folder.parent.name}/{folder.name}/{name}"] = folder / name
-    if not chosen:
+        on_data += meta.get("data") == fingerprint
+    if not on_data:
         which = f" of stage(s) {', '.join(stages)}" if stages else ""
         raise BundleError(f"no finished artifact{which} computed on this data (fingerprint {fingerprint}) is in "
                           f"{store.root}: run the profile first (python -m satnb run --profile {profile.name}) "

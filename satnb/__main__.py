@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     sweep.add_argument("--parallelism", type=int, default=None,
                        help="at most this many jobs of a wave at once (SLURM's array throttle)")
     sweep.add_argument("--dry-run", action="store_true", help="print the jobs and submit nothing")
+    sweep.add_argument("--jobs", default=None, metavar="NAMES",
+                       help="comma-separated job names (as --dry-run prints them, e.g. evaluate:amdim:pixel): submit "
+                            "only these, their inputs read from the cache, and write no results file (e.g. to time "
+                            "one job with --cluster debug)")
     sweep.add_argument("--collect", action="store_true",
                        help="submit nothing: write the results file from the cache (after a SLURM sweep's jobs end)")
     rep_parser = sub.add_parser("report", help="print the paper-vs-ours table and the claims checklist from results "
@@ -241,6 +245,13 @@ def _sweep(args: argparse.Namespace) -> int:
 
     profile, stages, methods, session, out, spaces = _prepare(args)
     jobs = plan(profile, stages, methods, spaces)
+    if args.jobs is not None:
+        names = [n.strip() for n in args.jobs.split(",") if n.strip()]
+        unknown = [n for n in names if n not in {job.name for job in jobs}]
+        if unknown or not names:
+            raise ConfigError(f"no job named {', '.join(unknown) or '(none given)'} in this sweep; "
+                              f"`python -m satnb sweep --profile {profile.name} --dry-run` lists the job names")
+        jobs = [job for job in jobs if job.name in names]
     print(f"[satnb] sweep of {len(jobs)} jobs: {sweep_summary(jobs)}", flush=True)
     if args.dry_run:
         for job in jobs:
@@ -265,6 +276,11 @@ def _sweep(args: argparse.Namespace) -> int:
         done = sweep(profile, session.dataset_name, session.data.fingerprint(), executor, session.store.root, jobs,
                      device=device)
         print(f"[satnb] submitted {done.count} jobs to {executor.cluster} ({done.skipped} already done)", flush=True)
+        if args.jobs is not None:  # some jobs only: no results file from them
+            print(f"[satnb] {', '.join(job.name for job in jobs)}: "
+                  + ("queued" if executor.cluster == "slurm" else f"done in {time.perf_counter() - t0:.0f} s"),
+                  flush=True)
+            return 0
         if executor.cluster == "slurm":
             print("[satnb] when they have finished: the same command with --collect writes the results file",
                   flush=True)

@@ -142,3 +142,21 @@ def test_a_job_key_changes_with_the_settings(sweep_profile, tiny_data):
 def test_run_job_refuses_an_unknown_stage(sweep_profile, tiny_data, tmp_path):
     with pytest.raises(ValueError, match="unknown job stage"):
         run_job(Job("paint", ModelId.pretrained("sup")), sweep_profile, tiny_data, tmp_path / "artifacts")
+
+
+def test_the_cli_submits_only_the_named_jobs(tmp_path, capsys, monkeypatch):
+    from satnb.__main__ import main
+
+    monkeypatch.setenv("SATNB_THREADS", "1")
+    out = tmp_path / "never.json"
+    common = ["sweep", "--profile", "smoke", "--methods", "sup", "--stages", "train,evaluate", "--out", str(out)]
+    assert main([*common, "--dry-run", "--jobs", "train:sup"]) == 0
+    said = capsys.readouterr().out
+    assert "sweep of 1 jobs" in said and "  train:sup\n" in said and "evaluate:" not in said
+    assert main([*common, "--dry-run", "--jobs", "train:nope"]) == 2
+    err = capsys.readouterr().err
+    assert "no job named train:nope" in err and "--dry-run` lists the job names" in err
+    # one job, in this process (submitit's debug executor): it trains SUP and writes no results file
+    assert main([*common, "--jobs", "train:sup", "--cluster", "debug", "--folder", str(tmp_path / "logs")]) == 0
+    said = capsys.readouterr().out
+    assert "submitted 1 jobs to debug" in said and "train:sup: done in" in said and not out.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -114,6 +115,53 @@ def grid_ids(models: list[ModelId], label_scarce: bool = False) -> list[ModelId]
             and (label_scarce or mid.kind != "baseline")]
 
 
+@dataclass(frozen=True)
+class Roster:
+    """Every model a run makes, in the order it makes them, and those the grid's other cells measure (the one
+    source of both `collect` and `sweep.plan`)."""
+
+    pretrained: list[ModelId]
+    sat: list[ModelId]  # SAT from each self-supervised model
+    sat_variants: list[ModelId]  # the grid's SAT configurations on AMDIM's first seed
+    baselines: list[ModelId]
+    judged: list[ModelId]  # the models the grid's other cells measure
+    refresh: bool  # the check that the library refresh period matches refreshing every iteration
+
+    @property
+    def every(self) -> list[ModelId]:
+        """Every model of the run: pretrained, then fine-tuned."""
+        return [*self.pretrained, *self.sat, *self.sat_variants, *self.baselines]
+
+
+def roster(profile: Profile, stages: Sequence[str], methods: Sequence[str], seeds: tuple[int, ...],
+           grid: bool) -> Roster:
+    """The models of a run of these stages, methods, training seeds and grid setting."""
+    pretrained = pretrained_ids(profile, methods, seeds, variants=grid)
+    sat = [ModelId.sat(base) for base in pretrained if base.method in SSL] if "sat" in stages else []
+    refresh = "sat" in stages and "amdim" in methods
+    variants = sat_variant_ids(profile) if refresh and grid else []
+    baselines = baseline_ids(profile, pretrained) if "baselines" in stages and "sup" in methods else []
+    every = [*pretrained, *sat, *variants, *baselines]
+    judged = (grid_ids(every, bool(profile.labelled_per_class)) if grid
+              else [ModelId.pretrained(m) for m in ("sup", "amdim") if m in methods])
+    if profile.grid_seeds is not None:  # the cells beside the primary judge the first seeds only (cost)
+        judged = [mid for mid in judged if mid.seed < profile.grid_seeds]
+    return Roster(pretrained, sat, variants, baselines, judged, refresh)
+
+
+def measurements(profile: Profile, models: Roster, eps_spaces: Sequence[str], grid: bool,
+                 stage: str) -> list[tuple[ModelId, str, str | None]]:
+    """(model, eps units, guide rule: None for the profile's) of every evaluation (`stage` "evaluate") or attack zoo
+    ("robustness") of a run: the first eps convention on every model, the others and the other guide rule on the
+    judged models (the attack zoo beyond the first convention only with the grid)."""
+    out = [(mid, space, None) for i, space in enumerate(eps_spaces) if i == 0 or grid or stage == "evaluate"
+           for mid in (models.every if i == 0 else models.judged)]
+    if grid:
+        other = next(g for g in GUIDE_RULES if g != profile.protocol.guide)
+        out += [(mid, space, other) for space in eps_spaces for mid in models.judged]
+    return out
+
+
 def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
             methods: list[str] | tuple[str, ...] = METHODS,
             eps_spaces: list[str] | tuple[str, ...] = ("pixel", "normalized"), seeds: tuple[int, ...] | None = None,
@@ -135,9 +183,9 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
                  "protocol": {"primary": primary, "declared": declared_protocol(profile)}, "seeds": list(seeds),
                  "stage_seconds": {}, "training": {}, "evaluation": {}, "sat": {}, "baselines": {}}
 
+    models = roster(profile, stages, methods, seeds, grid)
     t0 = time.perf_counter()
-    pretrained = pretrained_ids(profile, methods, seeds, variants=grid)
-    for mid in pretrained:
+    for mid in models.pretrained:
         e, settings = pipe.train(mid), pipe.recipe(mid)
         out["training"][e.name] = {"seconds": e.train_seconds, "epochs": settings.epochs,
                                    "encoder": settings.encoder, "encoder_name": describe_encoder(e.model),
@@ -146,64 +194,43 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
                                    "curve": [{k: h[k] for k in ("epoch", "loss", "seconds", "lr", "knn_acc") if k in h}
                                              for h in e.history]}
     out["stage_seconds"]["train"] = time.perf_counter() - t0
-
-    fine_tuned = []
     if "sat" in stages:
         t0 = time.perf_counter()
-        for base in (mid for mid in pretrained if mid.method in SSL):
-            e = pipe.sat(base)
-            out["sat"][base.name] = e.fine_tuning_record()
-            fine_tuned.append(e.id)
-        if "amdim" in methods:
+        for mid in models.sat:
+            out["sat"][mid.base.name] = pipe.sat(mid.base).fine_tuning_record()
+        if models.refresh:
             out["sat_refresh"] = studies.refresh_check("amdim")
-            if grid:  # the SAT configurations around the paper's, on AMDIM's first seed
-                for mid in sat_variant_ids(profile):
-                    e = pipe.sat(mid)
-                    out.setdefault("sat_variants", {})[e.name] = e.fine_tuning_record()
-                    fine_tuned.append(e.id)
+        for mid in models.sat_variants:  # the SAT configurations around the paper's, on AMDIM's first seed
+            e = pipe.sat(mid)
+            out.setdefault("sat_variants", {})[e.name] = e.fine_tuning_record()
         out["stage_seconds"]["sat"] = time.perf_counter() - t0
-    if "baselines" in stages and "sup" in methods:
+    if models.baselines:
         t0 = time.perf_counter()
-        for mid in baseline_ids(profile, pretrained):
+        for mid in models.baselines:
             e = pipe.baseline(mid)
             out["baselines"][e.name] = e.fine_tuning_record()
-            fine_tuned.append(e.id)
         out["stage_seconds"]["baselines"] = time.perf_counter() - t0
 
-    every = [*pretrained, *fine_tuned]
-    out["models"] = {mid.name: dataclasses.asdict(mid) for mid in every}  # read back by `report.record.model_ids`
-    judged = (grid_ids(every, bool(profile.labelled_per_class)) if grid
-              else [ModelId.pretrained(m) for m in ("sup", "amdim") if m in methods])
-    if profile.grid_seeds is not None:  # the cells beside the primary judge the first seeds only (cost)
-        judged = [mid for mid in judged if mid.seed < profile.grid_seeds]
-    other_guide = next(g for g in GUIDE_RULES if g != profile.protocol.guide)
-    cells = [{"eps_space": space, "guide": other_guide, "evaluation": {}, "robustness": {}}
-             for space in eps_spaces] if grid else []
-    if "evaluate" in stages:
+    out["models"] = {mid.name: dataclasses.asdict(mid) for mid in models.every}  # read by `report.record.model_ids`
+    cells = {space: {"eps_space": space, "guide": g, "evaluation": {}, "robustness": {}} for space in eps_spaces
+             for g in GUIDE_RULES if g != profile.protocol.guide} if grid else {}
+    for stage in ("evaluate", "robustness"):
+        if stage not in stages:
+            continue
         t0 = time.perf_counter()
-        for i, space in enumerate(eps_spaces):
-            # the first convention evaluates every model; the others the models the grid judges
-            ids = every if i == 0 else judged
-            out["evaluation"][space] = {mid.name: _slim(measuring(mid, space).evaluate(mid, eps_space=space,
-                                                                                       optimization=True))
-                                        for mid in ids}
-        for cell in cells:
-            cell["evaluation"] = {mid.name: _slim(measuring(mid, cell["eps_space"], other_guide).evaluate(
-                mid, eps_space=cell["eps_space"], optimization=True, guide=other_guide)) for mid in judged}
-        out["stage_seconds"]["evaluate"] = time.perf_counter() - t0
-    if "robustness" in stages:
-        t0 = time.perf_counter()
-        # the first convention: every model; the others: the grid's models, and none without the grid
-        zoo_spaces = {space: every if i == 0 else judged for i, space in enumerate(eps_spaces) if i == 0 or grid}
-        out["robustness"] = {space: {mid.name: _slim(measuring(mid, space).robustness(mid, eps_space=space))
-                                     for mid in ids} for space, ids in zoo_spaces.items() if ids}
-        for cell in cells:
-            cell["robustness"] = {mid.name: _slim(measuring(mid, cell["eps_space"], other_guide).robustness(
-                mid, eps_space=cell["eps_space"], guide=other_guide)) for mid in judged}
-        if grid:  # claim 1's L2 leg at the authors' budget, on its models of the first seed (minutes: a full run's)
-            out["strong_l2"] = {mid.name: _slim(measuring(mid).strong_l2(mid)) for mid in every
+        key = "evaluation" if stage == "evaluate" else "robustness"
+        out[key] = {space: {} for space in eps_spaces} if stage == "evaluate" else {}
+        for mid, space, guide in measurements(profile, models, eps_spaces, grid, stage):
+            studies_here = measuring(mid, space, guide)
+            kwargs = {"eps_space": space, **({"guide": guide} if guide else {})}
+            record = _slim(studies_here.evaluate(mid, optimization=True, **kwargs) if stage == "evaluate"
+                           else studies_here.robustness(mid, **kwargs))
+            (cells[space][key] if guide else out.setdefault(key, {}).setdefault(space, {}))[mid.name] = record
+        if stage == "robustness" and grid:  # claim 1's L2 leg at the authors' budget, on its seed-0 models
+            out["strong_l2"] = {mid.name: _slim(measuring(mid).strong_l2(mid)) for mid in models.every
                                 if mid in (ModelId.pretrained("amdim"), ModelId.pretrained("sup"))}
-        out["stage_seconds"]["robustness"] = time.perf_counter() - t0
+        out["stage_seconds"][stage] = time.perf_counter() - t0
+    cells = list(cells.values())
     if cells and ("evaluate" in stages or "robustness" in stages):
         out["grid"] = cells
     out["provenance"] = provenance(profile=profile.name, dataset=data.describe(), seed=profile.seed,

@@ -20,19 +20,10 @@ from pathlib import Path
 
 from satnb.core.config import METHODS, Profile
 from satnb.core.dataset import Dataset
-from satnb.core.identity import SSL, ModelId
+from satnb.core.identity import ModelId
 from satnb.core.store import Store, canonical_json
-from satnb.core.variants import GUIDE_RULES
 from satnb.experiment.pipeline import Pipeline
-from satnb.experiment.run import (
-    ALL_STAGES,
-    Measuring,
-    baseline_ids,
-    grid_ids,
-    pretrained_ids,
-    sat_variant_ids,
-    stage_fingerprints,
-)
+from satnb.experiment.run import ALL_STAGES, Measuring, measurements, roster, stage_fingerprints
 from satnb.experiment.session import start
 
 WAVES = ("pretrain", "fine-tune", "measure")
@@ -65,40 +56,18 @@ def plan(profile: Profile, stages: Sequence[str] = ALL_STAGES, methods: Sequence
     """Every job of the run `run.collect` would make with these arguments, in wave order."""
     seeds = tuple(profile.seeds if seeds is None else seeds)
     grid = profile.grid if grid is None else grid
-    pretrained = pretrained_ids(profile, methods, seeds, variants=grid)
-    jobs = [Job("train", mid) for mid in pretrained]
-    fine_tuned: list[ModelId] = []
-    if "sat" in stages:
-        for base in (mid for mid in pretrained if mid.method in SSL):
-            fine_tuned.append(ModelId.sat(base))
-        if "amdim" in methods:
-            jobs.append(Job("refresh", ModelId.pretrained("amdim")))
-            if grid:
-                fine_tuned += sat_variant_ids(profile)
-    jobs += [Job("sat", mid) for mid in fine_tuned]
-    if "baselines" in stages and "sup" in methods:
-        baselines = baseline_ids(profile, pretrained)
-        jobs += [Job("baseline", mid) for mid in baselines]
-        fine_tuned += baselines
-    every = [*pretrained, *fine_tuned]
-    judged = (grid_ids(every, bool(profile.labelled_per_class)) if grid
-              else [ModelId.pretrained(m) for m in ("sup", "amdim") if m in methods])
-    if profile.grid_seeds is not None:
-        judged = [mid for mid in judged if mid.seed < profile.grid_seeds]
-    other = next(g for g in GUIDE_RULES if g != profile.protocol.guide)
-    if "evaluate" in stages:
-        for i, space in enumerate(eps_spaces):
-            jobs += [Job("evaluate", mid, space) for mid in (every if i == 0 else judged)]
-        if grid:
-            jobs += [Job("evaluate", mid, space, other) for space in eps_spaces for mid in judged]
-    if "robustness" in stages:
-        for i, space in enumerate(eps_spaces):
-            if i == 0 or grid:
-                jobs += [Job("robustness", mid, space) for mid in (every if i == 0 else judged)]
-        if grid:
-            jobs += [Job("robustness", mid, space, other) for space in eps_spaces for mid in judged]
-            jobs += [Job("strong-l2", mid) for mid in every
-                     if mid in (ModelId.pretrained("amdim"), ModelId.pretrained("sup"))]
+    models = roster(profile, stages, methods, seeds, grid)
+    jobs = [Job("train", mid) for mid in models.pretrained]
+    jobs += [Job("refresh", ModelId.pretrained("amdim"))] if models.refresh else []
+    jobs += [Job("sat", mid) for mid in (*models.sat, *models.sat_variants)]
+    jobs += [Job("baseline", mid) for mid in models.baselines]
+    for stage in ("evaluate", "robustness"):
+        if stage in stages:
+            jobs += [Job(stage, mid, space, guide) for mid, space, guide in
+                     measurements(profile, models, eps_spaces, grid, stage)]
+    if "robustness" in stages and grid:
+        jobs += [Job("strong-l2", mid) for mid in models.every
+                 if mid in (ModelId.pretrained("amdim"), ModelId.pretrained("sup"))]
     return sorted(dict.fromkeys(jobs), key=lambda j: j.wave)
 
 

@@ -85,6 +85,30 @@ def test_every_notebook_starts_with_the_same_setup_cell():
     assert "satnb.setup(drive=KEEP_CACHE_ON_DRIVE)" in setup and "KEEP_CACHE_ON_DRIVE = False" in setup
 
 
+@pytest.mark.parametrize("published", [True, False])
+def test_the_setup_cell_installs_the_release_else_main(monkeypatch, capsys, published):
+    """Where satnb is missing (Colab) the cell installs its release tag; a tag not published yet falls back to main."""
+    import importlib.util
+    import subprocess
+
+    cells = json.loads(NOTEBOOKS[0].read_text())["cells"]
+    setup = "".join(next(c for c in cells if c["cell_type"] == "code")["source"])
+    install = setup[:setup.index("import satnb\n")]  # the part before satnb is imported
+    calls = []
+
+    def pip(args, check=False):
+        calls.append(args[-1])
+        failed = args[-1].endswith("@v" + re.search(r"@v([^\"]+)\"", setup).group(1)) and not published
+        return subprocess.CompletedProcess(args, 1 if failed else 0)
+
+    monkeypatch.setattr(subprocess, "run", pip)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    exec(install, {})
+    release = re.search(r'"(satnb @ git\+\S+)"', setup).group(1)
+    assert calls == ([release] if published else [release, release.rsplit("@", 1)[0] + "@main"])
+    assert ("is not published yet: installing main" in capsys.readouterr().out) != published
+
+
 def test_book_wiring():
     config = (ROOT / "_config.yml").read_text()
     assert "raise_on_error: true" in config and "execute_notebooks: force" in config

@@ -132,6 +132,11 @@ class Roster:
         """Every model of the run: pretrained, then fine-tuned."""
         return [*self.pretrained, *self.sat, *self.sat_variants, *self.baselines]
 
+    @property
+    def strong_l2(self) -> list[ModelId]:
+        """Claim 1's models of the first seed, whose L2 leg the grid measures at the authors' budget."""
+        return [mid for mid in self.pretrained if mid in (ModelId.pretrained("amdim"), ModelId.pretrained("sup"))]
+
 
 def roster(profile: Profile, stages: Sequence[str], methods: Sequence[str], seeds: tuple[int, ...],
            grid: bool) -> Roster:
@@ -227,8 +232,7 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
                            else studies_here.robustness(mid, **kwargs))
             (cells[space][key] if guide else out.setdefault(key, {}).setdefault(space, {}))[mid.name] = record
         if stage == "robustness" and grid:  # claim 1's L2 leg at the authors' budget, on its seed-0 models
-            out["strong_l2"] = {mid.name: _slim(measuring(mid).strong_l2(mid)) for mid in models.every
-                                if mid in (ModelId.pretrained("amdim"), ModelId.pretrained("sup"))}
+            out["strong_l2"] = {mid.name: _slim(measuring(mid).strong_l2(mid)) for mid in models.strong_l2}
         out["stage_seconds"][stage] = time.perf_counter() - t0
     cells = list(cells.values())
     if cells and ("evaluate" in stages or "robustness" in stages):

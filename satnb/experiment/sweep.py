@@ -66,8 +66,7 @@ def plan(profile: Profile, stages: Sequence[str] = ALL_STAGES, methods: Sequence
             jobs += [Job(stage, mid, space, guide) for mid, space, guide in
                      measurements(profile, models, eps_spaces, grid, stage)]
     if "robustness" in stages and grid:
-        jobs += [Job("strong-l2", mid) for mid in models.every
-                 if mid in (ModelId.pretrained("amdim"), ModelId.pretrained("sup"))]
+        jobs += [Job("strong-l2", mid) for mid in models.strong_l2]
     return sorted(dict.fromkeys(jobs), key=lambda j: j.wave)
 
 

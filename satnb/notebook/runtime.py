@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from satnb.core.environment import shipped
@@ -56,7 +57,7 @@ def _measured_book_minutes() -> dict[str, float]:
         return {}
     rows = table[(table["benchmark"] == "book") & table["metric"].str.contains("cold cache (wall)", regex=False)]
     return {m.split()[0]: float(v) / 60 if u == "s" else float(v)
-            for m, v, u in zip(rows["metric"], rows["value"], rows["unit"]) if v == v and v is not None}
+            for m, v, u in zip(rows["metric"], rows["value"], rows["unit"]) if pd.notna(v)}
 
 
 def recommend(rt: Runtime) -> str:

@@ -96,7 +96,7 @@ def _seeds_column(res: dict, space: str, named: list[tuple[int, str, str]]) -> d
     """A run of several seeds' column: each number the mean over the seeds with their range; encoders of seed 0."""
     records = evaluation_records(res, space)
     col = _run_column(res, space)  # seed 0's encoders and epochs; its numbers are replaced below
-    pct, pts = "{:.1%}".format, (lambda v: f"{v * 100:+.1f} points")
+    pct, pts = "{:.1%}".format, (lambda v: points(v, 0.0))
     for model, at in ((AMDIM, 1), (SUP, 2)):
         names = [row[at] for row in named]
         for q, key in MEASURES:

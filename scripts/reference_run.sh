@@ -14,7 +14,7 @@
 set -euo pipefail
 source "$(dirname "$0")/_env.sh"
 THREADS=${SATNB_THREADS:-2}
-LOG=results/cpu-cifar10.stages.tsv
+LOG=${REFERENCE_LOG:-results/cpu-cifar10.stages.tsv}
 PARTIAL=results/partial
 mkdir -p "$PARTIAL"
 log_stage() {
@@ -22,6 +22,29 @@ log_stage() {
     "$(git rev-parse --short HEAD)" "$THREADS" >> "$LOG"
 }
 [ -f "$LOG" ] || printf 'stage\tseconds\tfinished_at\tgit_commit\tthreads\n' > "$LOG"
+# A stage killed without a signal it can trap (SIGKILL, a machine taken back at a session's end) leaves its
+# heartbeat: the stage, its seconds so far (to within a minute) and when it was last seen.
+# The next start logs it as "<stage> (stopped)", so the stage's time is still the sum of its rows.
+BEAT="${SATNB_CACHE:-$HOME/.cache/satnb}/reference-run.heartbeat"
+mkdir -p "$(dirname "$BEAT")"
+if [ -s "$BEAT" ]; then
+  IFS=$'\t' read -r b_stage b_seconds b_seen b_commit b_threads < "$BEAT"
+  ago=$(( $(date +%s) - $(date -d "$b_seen" +%s) ))
+  if [ "$ago" -lt $(( 2 * ${HEARTBEAT_SECONDS:-60} )) ]; then
+    echo "[reference] stage $b_stage of another reference run was alive ${ago} s ago ($BEAT): wait for it or stop it"
+    exit 1
+  fi
+  printf '%s (stopped)\t%s\t%s\t%s\t%s\n' "$b_stage" "$b_seconds" "$b_seen" "$b_commit" "$b_threads" >> "$LOG"
+  echo "[reference] the last run of stage $b_stage stopped after ${b_seconds} s (logged as '$b_stage (stopped)')"
+  rm -f "$BEAT"
+fi
+stage_over() { kill "$beat_pid" 2>/dev/null || true; wait "$beat_pid" 2>/dev/null || true; rm -f "$BEAT"; }
+beat() {  # every minute, this stage's seconds so far
+  while sleep "${HEARTBEAT_SECONDS:-60}" && kill -0 $$ 2>/dev/null; do
+    printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$(( $(date +%s) - t0 ))" "$(date -u +%FT%TZ)" \
+      "$(git rev-parse --short HEAD)" "$THREADS" > "$BEAT.tmp" && mv "$BEAT.tmp" "$BEAT"
+  done
+}
 # the CLI always trains (or loads) the encoders first; SAT and the baselines are loaded from the cache
 # before the evaluation and the attack zoo, so that those two stages cover every model
 for stage in ${STAGES:-train sat baselines evaluate robustness proxy}; do
@@ -35,13 +58,16 @@ for stage in ${STAGES:-train sat baselines evaluate robustness proxy}; do
     *) echo "[reference] unknown stage $stage (train, sat, baselines, evaluate, robustness, proxy)"; exit 2 ;;
   esac
   t0=$(date +%s)
-  # an interrupted stage still logs the time it ran (as "<stage> (interrupted)"): it resumes from its checkpoints,
-  # so the stage's wall time is the sum of its rows
-  trap 'log_stage "$stage (interrupted)"; exit 130' INT TERM HUP
+  # an interrupted or failed stage still logs the time it ran (as "<stage> (interrupted)" or "(failed)"): it
+  # resumes from its checkpoints, so the stage's wall time is the sum of its rows
+  beat "$stage" >/dev/null 2>&1 & beat_pid=$!
+  trap 'trap - EXIT; stage_over; log_stage "$stage (interrupted)"; exit 130' INT TERM HUP
+  trap 'stage_over; log_stage "$stage (failed)"' EXIT
   echo "[reference] stage $stage (--stages $stages, $THREADS threads)"
   "${SATNB_VENV:-.venv}"/bin/python -m satnb run --profile cpu --stages "$stages" --threads "$THREADS" --quiet \
     "${scarce[@]}" --out "$out" --force
-  trap - INT TERM HUP
+  trap - INT TERM HUP EXIT
+  stage_over
   log_stage "$stage"
 done
 if [ -z "${STAGES:-}" ] || [ "${COLLECT:-0}" = 1 ]; then

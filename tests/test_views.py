@@ -119,14 +119,15 @@ def test_the_reference_runs_stage_times_come_from_its_stage_log(tmp_path, monkey
     from satnb.report import tables
 
     (tmp_path / "cpu-cifar10.stages.tsv").write_text(
-        "stage\tseconds\tfinished_at\tgit_commit\tthreads\ntrain (interrupted)\t992\tx\ta\t2\ntrain\t4\tx\ta\t2\n"
+        "stage\tseconds\tfinished_at\tgit_commit\tthreads\ntrain (stopped)\t60\tx\ta\t2\n"
+        "train (interrupted)\t992\tx\ta\t2\ntrain (failed)\t0\tx\ta\t2\ntrain\t4\tx\ta\t2\n"
         "sat\t1092\tx\tb\t2\n")
     monkeypatch.setattr(tables, "results_dir", lambda: tmp_path)
     res = {"profile": "cpu", "dataset": {"dataset": "cifar10"}, "stage_seconds": {"train": 0.29, "sat": 1.5},
            "training": {}, "sat": {}, "baselines": {}, "models": {}}
     monkeypatch.setattr(tables, "model_ids", lambda r: {})
     logged = tables.run_times(res, from_log=True)["seconds"].to_dict()
-    # an interrupted and a resumed row summed
-    assert logged == {"stage: train (stage log)": 996.0, "stage: sat (stage log)": 1092.0}
+    # a killed, an interrupted and a resumed row summed
+    assert logged == {"stage: train (stage log)": 1056.0, "stage: sat (stage log)": 1092.0}
     assert tables.run_times(res)["seconds"].to_dict() == {"stage: train": 0.3, "stage: sat": 1.5}
     assert tables.stage_log("quick", "cifar10") is None  # no log: the file's own stage times

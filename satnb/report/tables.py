@@ -135,7 +135,7 @@ def paper_table(res: dict, spaces: tuple[str, ...] = ("pixel", "normalized")) ->
 def stage_log(profile: str, dataset: str) -> dict[str, float] | None:
     """Each stage's wall time as `scripts/reference_run.sh` logged it (results/<profile>-<dataset>.stages.tsv,
     summed over the stage's rows: a stage resumed across sessions has several, the interrupted ones marked
-    "<stage> (interrupted)"); None when there is no log."""
+    "<stage> (interrupted)", "(failed)" or, killed outright, "(stopped)"); None when there is no log."""
     try:
         path = results_dir() / f"{profile}-{dataset}.stages.tsv"
     except FileNotFoundError:
@@ -146,7 +146,7 @@ def stage_log(profile: str, dataset: str) -> dict[str, float] | None:
     for line in path.read_text().splitlines()[1:]:
         cols = line.split("\t")
         if len(cols) >= 2 and cols[1].strip():
-            stage = cols[0].removesuffix(" (interrupted)")
+            stage = cols[0].split(" (")[0]
             totals[stage] = totals.get(stage, 0.0) + float(cols[1])
     return totals or None
 

@@ -389,6 +389,7 @@ def _report(files: list[str]) -> int:
     from satnb.report.grid import grid_text
     from satnb.report.record import MISSING, freshness, judged_space, worst_case_view
     from satnb.report.tables import paper_table, results_frame
+    from satnb.report.targets import targets_text
     from satnb.report.tradeoff import sat_tradeoff
 
     paths = [Path(f) for f in files] or sorted(Path("results").glob("*.json"))
@@ -404,6 +405,9 @@ def _report(files: list[str]) -> int:
         print(table.to_string() if not table.empty else
               "(nothing to set against paper Table 1: SUP and AMDIM not evaluated, or not the paper's data)")
         print()
+        if lines := targets_text(res):
+            print("\n".join(lines))
+            print()
         frame = results_frame(res, space)
         if not frame.empty:
             cols = ["ACC", "DSR small", "DSR large", "robust small", "robust large"]

@@ -14,13 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 PROBE = """
 import json, satnb
-from satnb.report import reference, tables
+from satnb.report import reference, tables, targets
 from satnb.report.performance import Benchmarks, find_results
 from satnb.report.record import committed_results, results_dir
 session = satnb.setup("smoke", show=False)
 ref = reference.reference_run("cifar10")
 print(json.dumps({"package": satnb.__file__, "results": str(results_dir()), "runs": sorted(committed_results()),
                   "reference": ref.available, "recipes": tables.recipe_comparison("cpu", "cifar10") is not None,
+                  "longer": targets.longer_run("cpu", "cifar10") is not None,
                   "benchmarks": str(find_results()), "records": len(Benchmarks.load().records)}))
 """
 
@@ -55,7 +56,7 @@ def test_the_wheel_ships_what_the_chapters_read(tmp_path):
     assert got["package"].startswith(str(env_dir)), got  # the wheel's satnb, not the checkout's
     assert got["results"].startswith(str(env_dir)) and got["benchmarks"].startswith(str(env_dir))
     committed = sorted(p.name for p in (ROOT / "results").glob("*.json"))
-    assert got["runs"] == committed and got["reference"] and got["recipes"] and got["records"] > 0
+    assert got["runs"] == committed and got["reference"] and got["recipes"] and got["longer"] and got["records"] > 0
     # each notebook's first cell, as Colab runs it (satnb already installed, so nothing is fetched): it sets up
     # the session and prints the banner with the runtime; off Colab nothing Drive-related runs
     cell = next(c for c in json.loads((ROOT / "notebooks" / "00_data.ipynb").read_text())["cells"]

@@ -54,6 +54,19 @@ def test_plan_mirrors_the_run(sweep_profile):
     assert sorted(j.model.name for j in first if j.stage == "baseline") == ["alp", "at", "mat"]
 
 
+def test_grid_zoo_off_keeps_the_attack_zoo_to_the_primary_cell(sweep_profile):
+    stages, spaces = ("train", "evaluate", "robustness"), ("pixel", "normalized")
+    cells = {}
+    for zoo in (True, False):
+        jobs = plan(dataclasses.replace(sweep_profile, grid=True, grid_zoo=zoo), stages, ("amdim", "sup"), spaces)
+        cells[zoo] = {stage: {(j.eps_space, j.guide) for j in jobs if j.stage == stage}
+                      for stage in ("evaluate", "robustness")}
+    others = {("normalized", None), ("pixel", "authors"), ("normalized", "authors")}
+    assert cells[True]["evaluate"] == cells[False]["evaluate"] == {("pixel", None), *others}
+    assert cells[True]["robustness"] == {("pixel", None), *others}
+    assert cells[False]["robustness"] == {("pixel", None)}  # the cpu profile's choice
+
+
 def test_a_sweep_collects_what_a_run_makes_and_resubmits_nothing(sweep_profile, tiny_data, tmp_path, monkeypatch):
     monkeypatch.setenv("SATNB_THREADS", "1")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -158,10 +158,11 @@ def measurements(profile: Profile, models: Roster, eps_spaces: Sequence[str], gr
                  stage: str) -> list[tuple[ModelId, str, str | None]]:
     """(model, eps units, guide rule: None for the profile's) of every evaluation (`stage` "evaluate") or attack zoo
     ("robustness") of a run: the first eps convention on every model, the others and the other guide rule on the
-    judged models (the attack zoo beyond the first convention only with the grid)."""
-    out = [(mid, space, None) for i, space in enumerate(eps_spaces) if i == 0 or grid or stage == "evaluate"
+    judged models (the attack zoo beyond the first convention only with the grid and the profile's `grid_zoo`)."""
+    zoo_beyond = grid and profile.grid_zoo
+    out = [(mid, space, None) for i, space in enumerate(eps_spaces) if i == 0 or zoo_beyond or stage == "evaluate"
            for mid in (models.every if i == 0 else models.judged)]
-    if grid:
+    if grid and (stage == "evaluate" or zoo_beyond):
         other = next(g for g in GUIDE_RULES if g != profile.protocol.guide)
         out += [(mid, space, other) for space in eps_spaces for mid in models.judged]
     return out

@@ -12,6 +12,7 @@
 #   bash scripts/reference_run.sh                 # every stage still missing, then the results file
 #   STAGES="train sat" bash scripts/reference_run.sh   # only these stages
 #   STAGES="evaluate robustness" COLLECT=1 bash scripts/reference_run.sh   # ... and then the results file
+#   JOBS="evaluate:amdim:pixel" bash scripts/reference_run.sh   # one job of a stage ahead of it (see below)
 set -euo pipefail
 source "$(dirname "$0")/_env.sh"
 THREADS=${SATNB_THREADS:-2}
@@ -46,6 +47,32 @@ beat() {  # every minute, this stage's seconds so far
       "$(git rev-parse --short HEAD)" "$THREADS" > "$BEAT.tmp" && mv "$BEAT.tmp" "$BEAT"
   done
 }
+# one unit of the run (a stage, or one job of a stage), timed and logged under $1, whatever way it ends
+run_unit() {
+  unit=$1; shift  # global: the EXIT trap reads it after the function has gone
+  t0=$(date +%s)
+  # an interrupted or failed unit still logs the time it ran (as "<name> (interrupted)" or "(failed)"): it
+  # resumes from its checkpoints, so a stage's wall time is the sum of its rows
+  beat "$unit" >/dev/null 2>&1 & beat_pid=$!
+  trap 'trap - EXIT; stage_over; log_stage "$unit (interrupted)"; exit 130' INT TERM HUP
+  trap 'stage_over; log_stage "$unit (failed)"' EXIT
+  "$@"
+  trap - INT TERM HUP EXIT
+  stage_over
+  log_stage "$unit"
+}
+if [ -n "${JOBS:-}" ]; then
+  # some jobs of a stage ahead of it, one at a time (names as `python -m satnb sweep --profile cpu --dry-run`
+  # lists them, e.g. JOBS="evaluate:amdim:pixel robustness:amdim:pixel"): each logged as "<stage> (job <name>)",
+  # so its time counts in its stage's, and the stage later reads it from the cache
+  for job in $JOBS; do
+    echo "[reference] job $job ($THREADS threads)"
+    run_unit "${job%%:*} (job $job)" "${SATNB_VENV:-.venv}"/bin/python -m satnb sweep --profile cpu --cluster debug \
+      --jobs "$job" --threads "$THREADS" --quiet --out "$PARTIAL/cpu-cifar10-jobs.json"
+  done
+  echo "[reference] took $(( $(date +%s) - start )) s"
+  exit 0
+fi
 # the CLI always trains (or loads) the encoders first; SAT and the baselines are loaded from the cache
 # before the evaluation and the attack zoo, so that those two stages cover every model
 for stage in ${STAGES:-train sat baselines evaluate robustness proxy}; do
@@ -58,18 +85,9 @@ for stage in ${STAGES:-train sat baselines evaluate robustness proxy}; do
            out=results/cpu-cifar10-labelled500.json ;;
     *) echo "[reference] unknown stage $stage (train, sat, baselines, evaluate, robustness, proxy)"; exit 2 ;;
   esac
-  t0=$(date +%s)
-  # an interrupted or failed stage still logs the time it ran (as "<stage> (interrupted)" or "(failed)"): it
-  # resumes from its checkpoints, so the stage's wall time is the sum of its rows
-  beat "$stage" >/dev/null 2>&1 & beat_pid=$!
-  trap 'trap - EXIT; stage_over; log_stage "$stage (interrupted)"; exit 130' INT TERM HUP
-  trap 'stage_over; log_stage "$stage (failed)"' EXIT
   echo "[reference] stage $stage (--stages $stages, $THREADS threads)"
-  "${SATNB_VENV:-.venv}"/bin/python -m satnb run --profile cpu --stages "$stages" --threads "$THREADS" --quiet \
-    "${scarce[@]}" --out "$out" --force
-  trap - INT TERM HUP EXIT
-  stage_over
-  log_stage "$stage"
+  run_unit "$stage" "${SATNB_VENV:-.venv}"/bin/python -m satnb run --profile cpu --stages "$stages" \
+    --threads "$THREADS" --quiet "${scarce[@]}" --out "$out" --force
 done
 if [ -z "${STAGES:-}" ] || [ "${COLLECT:-0}" = 1 ]; then
   echo "[reference] collecting every stage into results/cpu-cifar10.json"

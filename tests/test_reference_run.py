@@ -81,3 +81,15 @@ def test_a_failed_stage_logs_its_time_and_leaves_no_heartbeat(repo):
     rows = _rows(repo)
     assert [r[0] for r in rows] == ["train (failed)"] and int(rows[0][1]) >= 2
     assert not (repo / "cache" / "reference-run.heartbeat").exists()
+
+
+def test_jobs_ahead_of_their_stage_log_under_that_stage(repo):
+    args = repo / "args.txt"
+    env = {**_env(repo, f'echo "$@" >> {args}'), "JOBS": "evaluate:amdim:pixel robustness:sup:pixel"}
+    done = subprocess.run(["bash", "scripts/reference_run.sh"], cwd=repo, capture_output=True, text=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert [r[0] for r in _rows(repo)] == ["evaluate (job evaluate:amdim:pixel)",
+                                           "robustness (job robustness:sup:pixel)"]
+    calls = args.read_text().splitlines()
+    assert len(calls) == 2 and all("satnb sweep --profile cpu --cluster debug" in c for c in calls)
+    assert "--jobs evaluate:amdim:pixel" in calls[0] and "--jobs robustness:sup:pixel" in calls[1]

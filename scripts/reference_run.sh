@@ -94,4 +94,4 @@ if [ -z "${STAGES:-}" ] || [ "${COLLECT:-0}" = 1 ]; then
   "${SATNB_VENV:-.venv}"/bin/python -m satnb run --profile cpu --threads "$THREADS" --quiet --out results/cpu-cifar10.json --force
   "${SATNB_VENV:-.venv}"/bin/python -m satnb report results/cpu-cifar10.json
 fi
-echo "[reference] took $(( $(date +%s) - start )) s"
+echo "[reference] took $(( $(date +%s) - start )) s; the README's stage table: python scripts/sync_readme.py"

@@ -1,33 +1,50 @@
-"""Write the README's "Known differences from the paper" section from `satnb.report.differences` (its one source).
+"""Write the README's generated sections from their one sources: the known differences from the paper
+(`satnb.report.differences`) and the reference run's stage times (`satnb.report.stagelog`, from
+results/cpu-cifar10.stages.tsv).
 
-    python scripts/sync_readme.py          # rewrite the section in place; prints whether it changed
-    python scripts/sync_readme.py --check  # exit 1 when the README's section differs from the source
+    python scripts/sync_readme.py          # rewrite the sections in place; prints whether each changed
+    python scripts/sync_readme.py --check  # exit 1 when a section of the README differs from its source
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from satnb.report.differences import known_differences, readme_section, with_readme_section
+from satnb.report import stagelog
+from satnb.report.differences import BEGIN, END, known_differences, readme_section, with_readme_section
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+STAGE_LOG = ROOT / "results" / "cpu-cifar10.stages.tsv"
+
+
+def sections() -> dict[str, tuple[str, str, str]]:
+    """Each generated section: name -> (begin marker, end marker, text from its source)."""
+    rows = stagelog.parse(STAGE_LOG.read_text()) if STAGE_LOG.is_file() else []
+    return {"known differences": (BEGIN, END, known_differences()),
+            "stage times": (stagelog.BEGIN, stagelog.END, stagelog.markdown(rows))}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Rewrite (or --check) the README's known-differences section; 0 when it is current."""
+    """Rewrite (or --check) the README's generated sections; 0 when they are current."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="only check; exit 1 when the section is out of date")
+    parser.add_argument("--check", action="store_true", help="only check; exit 1 when a section is out of date")
     args = parser.parse_args(argv)
-    text, section = README.read_text(), known_differences()
-    if readme_section(text) == section:
-        print("README.md: known differences are current")
-        return 0
-    if args.check:
-        print("README.md: known differences differ from satnb.report.differences; run python scripts/sync_readme.py",
+    text, stale = README.read_text(), []
+    for name, (begin, end, section) in sections().items():
+        if readme_section(text, begin, end) == section:
+            print(f"README.md: {name} are current")
+            continue
+        stale.append(name)
+        if not args.check:
+            text = with_readme_section(text, section, begin, end)
+            print(f"README.md: {name} rewritten")
+    if stale and args.check:
+        print(f"README.md: {', '.join(stale)} differ from their source; run python scripts/sync_readme.py",
               file=sys.stderr)
         return 1
-    README.write_text(with_readme_section(text, section))
-    print("README.md: known differences rewritten")
+    if stale:
+        README.write_text(text)
     return 0
 
 

@@ -160,17 +160,17 @@ def known_differences(directory: Path | str | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_section(text: str) -> str | None:
-    """The known-differences text between the README's markers (None when the markers are missing)."""
-    if BEGIN not in text or END not in text:
+def readme_section(text: str, begin: str = BEGIN, end: str = END) -> str | None:
+    """The text between a pair of the README's markers (default: known differences; None when they are missing)."""
+    if begin not in text or end not in text:
         return None
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+    return text.split(begin, 1)[1].split(end, 1)[0].strip("\n") + "\n"
 
 
-def with_readme_section(text: str, section: str) -> str:
-    """The README text with the known-differences section between its markers replaced by `section`."""
-    if readme_section(text) is None:
-        raise ValueError(f"the README has no known-differences markers; put {BEGIN!r} and {END!r} under its "
-                         "'Known differences from the paper' heading")
-    head, rest = text.split(BEGIN, 1)
-    return f"{head}{BEGIN}\n{section}{END}{rest.split(END, 1)[1]}"
+def with_readme_section(text: str, section: str, begin: str = BEGIN, end: str = END) -> str:
+    """The README text with the section between a pair of markers (default: known differences) replaced."""
+    if readme_section(text, begin, end) is None:
+        raise ValueError(f"the README has no markers {begin!r} and {end!r}; put them where the section belongs "
+                         "(the known differences: under 'Known differences from the paper')")
+    head, rest = text.split(begin, 1)
+    return f"{head}{begin}\n{section}{end}{rest.split(end, 1)[1]}"

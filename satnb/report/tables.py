@@ -16,6 +16,7 @@ from satnb.core.config import PROFILES
 from satnb.core.dataset import Dataset, short_source
 from satnb.core.datasets import DATASETS
 from satnb.core.identity import ModelId
+from satnb.report import stagelog
 from satnb.report.cells import measure_columns, text
 from satnb.report.paper import PAPER_TABLE1
 from satnb.report.record import (
@@ -134,21 +135,14 @@ def paper_table(res: dict, spaces: tuple[str, ...] = ("pixel", "normalized")) ->
 
 def stage_log(profile: str, dataset: str) -> dict[str, float] | None:
     """Each stage's wall time as `scripts/reference_run.sh` logged it (results/<profile>-<dataset>.stages.tsv,
-    summed over the stage's rows: a stage resumed across sessions has several, the interrupted ones marked
-    "<stage> (interrupted)", "(failed)" or, killed outright, "(stopped)"); None when there is no log."""
+    summed over the stage's rows by `stagelog.totals`); None when there is no log or it holds no row."""
     try:
         path = results_dir() / f"{profile}-{dataset}.stages.tsv"
     except FileNotFoundError:
         return None
     if not path.is_file():
         return None
-    totals: dict[str, float] = {}
-    for line in path.read_text().splitlines()[1:]:
-        cols = line.split("\t")
-        if len(cols) >= 2 and cols[1].strip():
-            stage = cols[0].split(" (")[0]
-            totals[stage] = totals.get(stage, 0.0) + float(cols[1])
-    return totals or None
+    return stagelog.totals(stagelog.parse(path.read_text())) or None
 
 
 def run_times(res: dict, from_log: bool = False) -> pd.DataFrame:

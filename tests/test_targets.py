@@ -59,6 +59,7 @@ def test_a_missed_target_says_what_the_longer_run_bought():
     assert set(text) == {"sup"}  # AMDIM met its target: nothing to say
     assert text["sup"].startswith("86.0% over 1 seed(s) at 12 epochs, 4.0 points short of 90%")
     assert "+0.75 points per epoch" in text["sup"]  # (86 - 80) / 8 epochs
+    assert "12 more epochs for each seed cost about 20 min here" in text["sup"]  # 12 x 100 s x 1 seed
     assert "ended at 87.0% (best 88.0%) and does not reach it" in text["sup"]
 
 

@@ -1,10 +1,11 @@
 """The reference run's kNN-accuracy targets per pretrained method: met or not, and what longer training bought.
 
 A target is met when the mean over the method's training seeds of its final kNN accuracy (k = 75, all
-test images) reaches it. Where it is not, two measured facts say what it would take: the gain of the
-run's own last curve step (kNN accuracy per epoch between its last two curve points) with the median
-seconds an epoch costs, and, when a longer run of the same method is committed (`results/longer/`),
-how far that run's epochs took it and how its recipe differed. Nothing is extrapolated.
+test images) reaches it. Where it is not, measured facts say what it would take: the gain of the
+run's own last curve step (kNN accuracy per epoch between its last two curve points), the median
+seconds an epoch costs (and so what as many epochs again cost, all seeds), and, when a longer run of
+the same method is committed (`results/longer/`), how far that run's epochs took it and how its recipe
+differed. No accuracy is extrapolated.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ def target_table(res: dict, longer: dict | None = None) -> pd.DataFrame:
                "highest seed": max(finals, default=np.nan), "met": bool(finals) and mean >= target,
                "last step gain per epoch": step, "seconds per epoch (median)": float(np.median(epoch_s))
                if epoch_s else np.nan}
+        # the next step: as many epochs again for every seed, at the measured median cost of an epoch
+        row["next step minutes (2x epochs, all seeds)"] = (row["seconds per epoch (median)"] * (row["epochs"] or 0)
+                                                           * max(len(finals), 1) / 60)
         t_long = ((longer or {}).get("training") or {}).get(method)
         if t_long is not None:
             recipe_long = ((longer.get("settings") or {}).get("train") or {}).get(method) or {}
@@ -84,7 +88,8 @@ def what_it_would_take(table: pd.DataFrame) -> dict[str, str]:
         short, gain = (r["target"] - r["kNN accuracy (mean)"]) * 100, r["last step gain per epoch"] * 100
         text = (f"{r['kNN accuracy (mean)']:.1%} over {r['seeds']} seed(s) at {r['epochs']} epochs, "
                 f"{short:.1f} points short of {r['target']:.0%}; its last curve step gained {gain:+.2f} points per "
-                f"epoch at a median {r['seconds per epoch (median)']:.0f} s per epoch")
+                f"epoch at a median {r['seconds per epoch (median)']:.0f} s per epoch, so {r['epochs']} more epochs "
+                f"for each seed cost about {r['next step minutes (2x epochs, all seeds)']:.0f} min here")
         if isinstance(r.get("longer run recipe"), str):
             reach = "reaches" if r["longer run reaches target"] else "does not reach"
             text += (f"; the longer committed run ({r['longer run epochs']} epochs, {r['longer run recipe']}, "

@@ -20,9 +20,8 @@ STAGE_LOG = ROOT / "results" / "cpu-cifar10.stages.tsv"
 
 def sections() -> dict[str, tuple[str, str, str]]:
     """Each generated section: name -> (begin marker, end marker, text from its source)."""
-    rows = stagelog.parse(STAGE_LOG.read_text()) if STAGE_LOG.is_file() else []
     return {"known differences": (BEGIN, END, known_differences()),
-            "stage times": (stagelog.BEGIN, stagelog.END, stagelog.markdown(rows))}
+            "stage times": (stagelog.BEGIN, stagelog.END, stagelog.markdown(stagelog.load(STAGE_LOG)))}
 
 
 def main(argv: list[str] | None = None) -> int:

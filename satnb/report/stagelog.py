@@ -11,6 +11,7 @@ sum of its rows.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 STAGE_ORDER = ("train", "sat", "baselines", "evaluate", "robustness", "proxy")
 HEADER = "stage\tseconds\tfinished_at\tgit_commit\tthreads"
@@ -47,6 +48,11 @@ def parse(text: str) -> list[LogRow]:
             raise ValueError(f"line {number} of the stage log: seconds {cols[1]!r} is not a number") from None
         rows.append(LogRow(name, how.removesuffix(")"), seconds, cols[2], cols[3], cols[4]))
     return rows
+
+
+def load(path: Path) -> list[LogRow]:
+    """The rows of the stage log at `path` ([] where there is none)."""
+    return parse(path.read_text()) if path.is_file() else []
 
 
 def totals(rows: list[LogRow]) -> dict[str, float]:

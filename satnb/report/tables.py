@@ -140,9 +140,7 @@ def stage_log(profile: str, dataset: str) -> dict[str, float] | None:
         path = results_dir() / f"{profile}-{dataset}.stages.tsv"
     except FileNotFoundError:
         return None
-    if not path.is_file():
-        return None
-    return stagelog.totals(stagelog.parse(path.read_text())) or None
+    return stagelog.totals(stagelog.load(path)) or None
 
 
 def run_times(res: dict, from_log: bool = False) -> pd.DataFrame:

@@ -91,3 +91,12 @@ def test_keep_training_keeps_the_training_part_and_refuses_other_files(tmp_path)
     bad = subprocess.run([sys.executable, "scripts/keep_training.py", str(src), str(dest)], cwd=ROOT,
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "not a results file with training records" in bad.stderr
+
+
+def test_the_view_is_a_column_per_method_with_formatted_values():
+    res, longer = _record(), _record()
+    view = targets.target_view(targets.target_table(res, longer))
+    table = targets.target_table(res, longer)
+    assert list(view.columns) == list(table.index) and list(view.index) == list(table.columns)
+    assert view.loc["target", "sup"] == "90.0%" and view.loc["met"].isin(["yes", "no"]).all()
+    assert view.loc["kNN accuracy (mean)", "sup"] == f"{table.loc['sup', 'kNN accuracy (mean)']:.1%}"

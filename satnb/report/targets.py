@@ -79,6 +79,24 @@ def target_table(res: dict, longer: dict | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("method") if rows else pd.DataFrame()
 
 
+PERCENT = ("target", "kNN accuracy (mean)", "lowest seed", "highest seed", "longer run kNN accuracy", "longer run best")
+
+
+def target_view(table: pd.DataFrame) -> pd.DataFrame:
+    """`target_table` to read: a row per measure and a column per method (it fits a page), values formatted."""
+    def fmt(column: str, v) -> str:
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            return "-"
+        if column in PERCENT:
+            return f"{v:.1%}"
+        if column == "last step gain per epoch":
+            return f"{v * 100:+.2f} points"
+        if isinstance(v, (bool, np.bool_)):
+            return "yes" if v else "no"
+        return f"{v:.0f}" if isinstance(v, float) else str(v)
+    return pd.DataFrame({m: {c: fmt(c, r.get(c)) for c in table.columns} for m, r in table.iterrows()})
+
+
 def what_it_would_take(table: pd.DataFrame) -> dict[str, str]:
     """Per method missing its target, one sentence from the measured columns of `target_table` (no extrapolation)."""
     out = {}

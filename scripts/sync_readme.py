@@ -4,6 +4,8 @@ results/cpu-cifar10.stages.tsv).
 
     python scripts/sync_readme.py          # rewrite the sections in place; prints whether each changed
     python scripts/sync_readme.py --check  # exit 1 when a section of the README differs from its source
+    python scripts/sync_readme.py --supersede train  # the stage starts again from nothing (its cache was lost
+                                                     # or its code changed): its rows so far stop counting
 """
 
 import argparse
@@ -28,7 +30,17 @@ def main(argv: list[str] | None = None) -> int:
     """Rewrite (or --check) the README's generated sections; 0 when they are current."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--check", action="store_true", help="only check; exit 1 when a section is out of date")
+    parser.add_argument("--supersede", metavar="STAGE", action="append", default=[],
+                        help="mark the stage's logged rows superseded first (it starts again from nothing)")
     args = parser.parse_args(argv)
+    if args.supersede and args.check:
+        parser.error("--supersede changes the stage log; it cannot go with --check")
+    for stage in args.supersede:
+        try:
+            STAGE_LOG.write_text(stagelog.supersede(STAGE_LOG.read_text(), stage))
+        except (ValueError, FileNotFoundError) as err:
+            parser.error(f"--supersede {stage}: {err}")
+        print(f"{STAGE_LOG.name}: the rows of stage {stage} so far are superseded")
     text, stale = README.read_text(), []
     for name, (begin, end, section) in sections().items():
         if readme_section(text, begin, end) == section:

@@ -43,7 +43,7 @@ def test_a_stage_started_again_from_nothing_counts_only_its_new_rows():
     assert table[-1] == "| all logged | 14 min (850 s) | 4 |  |  | 4.1 h (14,657 s) |"
     assert stagelog.supersede(text, "train").count("superseded") == 3  # idempotent on superseded rows
     only_old = stagelog.markdown(stagelog.parse(stagelog.supersede(LOG, "sat"))).splitlines()
-    assert only_old[3] == "| sat | not started again | 0 |  |  | 1: 2 min (100 s) |"
+    assert only_old[3] == "| sat | no row since | 0 |  |  | 1: 2 min (100 s) |"
     with pytest.raises(ValueError, match="no row of stage 'proxy'"):
         stagelog.supersede(LOG, "proxy")
 
@@ -75,7 +75,7 @@ def test_sync_readme_supersedes_a_stage_and_rewrites_the_table(tmp_path, monkeyp
                                                                    stagelog.markdown(stagelog.load(log)))})
     assert sync.main(["--supersede", "train"]) == 0
     assert stagelog.totals(stagelog.load(log)) == {"evaluate": 450.0, "sat": 100.0}
-    assert "| train | not started again | 0 |" in readme.read_text()
+    assert "| train | no row since | 0 |" in readme.read_text()
     assert sync.main(["--check"]) == 0
     with pytest.raises(SystemExit):
         sync.main(["--supersede", "proxy"])

@@ -64,12 +64,22 @@ def test_committed_train_record_if_present():
     for key in ("sup", "sup-convnet"):
         assert sum(r["name"].startswith(f"SUP on {rows[key]['encoder']}:") for r in targets) == 1
     assert rec["checks"]["peak"]["bf16_gflops"] > 0 and rec["checks"]["peak"]["fp32_gflops"] > 0
-    tta = [f for f in rec["figures"] if "kNN accuracy" in f["name"]]
-    assert len(tta) == 2 and all(f["unit"] == "min" for f in tta)
-    assert all((f["value"] is None and f["note"]) or f["value"] > 0 for f in tta)
+    # time to accuracy is bench_tta's record (measured), no longer read by bench_train from an old run
+    assert not [f for f in rec["figures"] if "kNN accuracy" in f["name"]]
     assert sum(r["benchmark"] == "train" for r in raw["table"]) == len(rec["figures"]) + len(rec["ratios"])
     table = Benchmarks.load(find_results()).train_throughput()
     assert table is not None and len(table) == len(TRAIN_CONFIGS)
+
+
+def test_committed_tta_record_if_present():
+    """SUP's time to 85% and 90% kNN accuracy (benchmarks/bench_tta.py), measured, when the results file has it."""
+    rec = {r["benchmark"]: r for r in json.loads(find_results().read_text())["benchmarks"]}.get("tta")
+    if rec is None or rec.get("error"):
+        pytest.skip("no tta benchmark record in the committed results")
+    tta = [f for f in rec["figures"] if "kNN accuracy" in f["name"]]
+    assert len(tta) == 2 and all(f["unit"] == "min" for f in tta)
+    assert all((f["value"] is None and f["note"]) or f["value"] > 0 for f in tta)
+    assert [r["target"] for r in rec["ratios"]] == [">= 1"]
 
 
 def test_train_throughput_table(tmp_path):

@@ -214,6 +214,9 @@ class Profile:
     # the grid's other cells (another eps convention or guide rule) and the recipe variants attack the first
     # `grid_images` correctly classified test images with every attack (None: the primary's sizes)
     grid_images: int | None = None
+    # every point of a fine-tuning trajectory (SAT, AT/MAT/ALP) attacks the first `trajectory_images` correctly
+    # classified test images (None: the protocol's N); the final models are measured on the full N by the evaluation
+    trajectory_images: int | None = None
     fallback_to_digits: bool = True  # smaller profiles may run on sklearn digits offline
 
     def __post_init__(self) -> None:
@@ -225,7 +228,7 @@ class Profile:
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r} must be a positive number of seeds or None (all)")
-        for name in ("claim1_zoo_images", "claim1_opt_images", "grid_images"):
+        for name in ("claim1_zoo_images", "claim1_opt_images", "grid_images", "trajectory_images"):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigError(f"{name}={value!r} must be a positive number of images or None (the profile's own)")
@@ -358,7 +361,7 @@ PROFILES: dict[str, Profile] = {
         name="cpu", n_train=None, n_test=None, n_library=45000,
         train=cpu_recipes({"amdim": 8, "npid": 8, "simclr": 8, "sup": 12}, 256),
         seeds=(0, 1, 2), grid_seeds=1, grid_zoo=False, baseline_seeds=1, sup_variants=("ls0.1",),
-        claim1_zoo_images=1000, claim1_opt_images=1000, grid_images=1000,
+        claim1_zoo_images=1000, claim1_opt_images=1000, grid_images=1000, trajectory_images=1000,
         protocol=ProtocolSettings(k=75, m=300, n_attack_opt=500, opt_binary_steps=5, opt_steps=50),
         zoo=ZooSettings(n_images=500, queries=500, restarts=2, steps_factor=3, strong_opt_images=200),
         sat=SATSettings(iterations=300, batch_size=100, refresh_every=10, eval_every=50),

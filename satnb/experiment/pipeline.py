@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from satnb.core.config import METHODS, ConfigError, Profile, SATSettings, TrainSettings
+from satnb.core.config import METHODS, ConfigError, Profile, ProtocolSettings, SATSettings, TrainSettings
 from satnb.core.dataset import Dataset, stratified_indices
 from satnb.core.identity import BASELINES, ModelId
 from satnb.core.store import Store
@@ -201,9 +201,23 @@ class Pipeline:
     def _trajectory_point(self, model: nn.Module) -> dict:
         """ACC, DSR and robust accuracy small/large with per-image outcomes, of a model under fine-tuning (library
         rebuilt from its features)."""
-        r = evaluate(model, self._fresh_library(model), self.data.x_test, self.data.y_test, self.profile.protocol,
+        r = evaluate(model, self._fresh_library(model), self.data.x_test, self.data.y_test, self._trajectory_protocol,
                      optimization=False, seed=self.profile.seed, progress=False)
         return {k: r[k] for k in TRAJECTORY_FIELDS}
+
+    @property
+    def _trajectory_protocol(self) -> ProtocolSettings:
+        """The protocol of a trajectory point: the profile's, on its first `trajectory_images` attacked images."""
+        protocol, n = self.profile.protocol, self.profile.trajectory_images
+        if n is None or (protocol.n_attack is not None and protocol.n_attack <= n):
+            return protocol
+        return dataclasses.replace(protocol, n_attack=n)
+
+    @property
+    def _trajectory_key(self) -> str:
+        """What a trajectory point records and on how many images (part of a fine-tuning run's cache key)."""
+        n = self._trajectory_protocol.n_attack
+        return ",".join(TRAJECTORY_FIELDS) + ("" if n == self.profile.protocol.n_attack else f",n_attack={n}")
 
     def sat(self, model: str | ModelId) -> TrainedModel:
         """SAT of a self-supervised model with the profile's settings, or the run a SAT ModelId names (cached).
@@ -226,7 +240,7 @@ class Pipeline:
                   k=p.protocol.k, m=self.guide_size(base.id), eps_space=eps_space, store=self.store,
                   data_fingerprint=self.data.fingerprint(), base_key=base.key, seed=self.training_seed(mid),
                   device=self.device, progress=self.progress, eval_fn=lambda net, it: self._trajectory_point(net),
-                  n_classes=self.data.n_classes, eval_key=",".join(TRAJECTORY_FIELDS), profile=p.name)
+                  n_classes=self.data.n_classes, eval_key=self._trajectory_key, profile=p.name)
         return self.add(TrainedModel(mid, res.model, res.artifact.key, res.train_seconds, res.cached,
                                      history=res.history, trajectory=res.trajectory, n_updates=res.n_updates,
                                      eval_seconds=res.eval_seconds))
@@ -260,7 +274,7 @@ class Pipeline:
                                 p.baselines, store=self.store, data_fingerprint=self.data.fingerprint(),
                                 base_key=base.key, seed=self.training_seed(mid), device=self.device,
                                 progress=self.progress, eval_fn=lambda net, ep: self._trajectory_point(net),
-                                eval_key=",".join(TRAJECTORY_FIELDS), profile=p.name)
+                                eval_key=self._trajectory_key, profile=p.name)
         return self.add(TrainedModel(mid, res.model, res.artifact.key, res.train_seconds, res.cached,
                                      history=res.history, trajectory=res.trajectory, n_updates=res.n_updates,
                                      eval_seconds=res.eval_seconds))

@@ -57,3 +57,22 @@ def test_grid_sizes_cap_every_attack(tiny_profile):
     assert tiny_profile.for_grid() is tiny_profile
     with pytest.raises(ConfigError, match="grid_images=0"):
         dataclasses.replace(tiny_profile, grid_images=0)
+
+
+def test_trajectory_points_attack_the_first_trajectory_images(tiny_pipeline):
+    pipe = tiny_pipeline
+    pipe.profile = dataclasses.replace(pipe.profile, seeds=(0,), trajectory_images=10)
+    short = pipe.sat("npid")
+    assert short.trajectory and {p["n_attacked"] for p in short.trajectory} == {10}
+    pipe.profile = dataclasses.replace(pipe.profile, trajectory_images=None)  # the protocol's N: another run
+    pipe.entries.pop(short.id)
+    full = pipe.sat("npid")
+    assert {p["n_attacked"] for p in full.trajectory} == {pipe.profile.protocol.n_attack} == {30}
+    assert full.key != short.key and not full.cached
+    pipe.profile = dataclasses.replace(pipe.profile, trajectory_images=100)  # more than N: the protocol's N
+    assert pipe._trajectory_protocol is pipe.profile.protocol
+
+
+def test_bad_trajectory_images_are_refused(tiny_profile):
+    with pytest.raises(ConfigError, match="trajectory_images=0"):
+        dataclasses.replace(tiny_profile, trajectory_images=0)

@@ -273,6 +273,13 @@ class Profile:
                             n_subview=min(p.n_subview, g), n_attack_opt=min(p.n_attack_opt, g),
                             n_images=g if z.n_images is None else min(z.n_images, g))
 
+    def for_trajectory(self) -> Profile:
+        """This profile with the attack size of a fine-tuning trajectory's points (`trajectory_images`)."""
+        n, p = self.trajectory_images, self.protocol
+        if n is None or (p.n_attack is not None and p.n_attack <= n):
+            return self
+        return self.replace(n_attack=n)
+
     def twins(self) -> dict[ModelId, TrainSettings]:
         """SUP's recipe on each other encoder a self-supervised method uses (the twin's ModelId -> settings).
 

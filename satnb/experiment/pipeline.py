@@ -208,10 +208,7 @@ class Pipeline:
     @property
     def _trajectory_protocol(self) -> ProtocolSettings:
         """The protocol of a trajectory point: the profile's, on its first `trajectory_images` attacked images."""
-        protocol, n = self.profile.protocol, self.profile.trajectory_images
-        if n is None or (protocol.n_attack is not None and protocol.n_attack <= n):
-            return protocol
-        return dataclasses.replace(protocol, n_attack=n)
+        return self.profile.for_trajectory().protocol
 
     @property
     def _trajectory_key(self) -> str:

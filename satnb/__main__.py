@@ -211,7 +211,8 @@ def _run(args: argparse.Namespace) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning  # a cut of m or N during the run reads as the data's warnings do
         results = run_experiment(profile, session.full, device=session.device, stages=stages, methods=methods,
-                                 eps_spaces=spaces, progress=not args.quiet and world.primary, store=session.store)
+                                 eps_spaces=spaces, progress=not args.quiet and world.primary, store=session.store,
+                                 log=_log_line if world.primary else None)
     if world.primary:
         _write_results(results, out, t0)
     leave()  # not on an error: torchrun stops the other ranks, which a barrier here would wait for in vain
@@ -288,9 +289,14 @@ def _sweep(args: argparse.Namespace) -> int:
     pipe = Pipeline(profile, session.data, session.store, device=session.device, progress=not args.quiet)
     with warnings.catch_warnings():
         warnings.showwarning = _one_line_warning
-        results = collect(pipe, stages, methods, spaces)
+        results = collect(pipe, stages, methods, spaces, log=_log_line)
     _write_results(results, out, t0)
     return 0
+
+
+def _log_line(line: str) -> None:
+    """Print one line of a run's log (a finished model) at once, progress bars or not."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

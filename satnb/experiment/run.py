@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from satnb.core.identity import BASELINES, SSL, ModelId
 from satnb.core.store import Store, provenance
 from satnb.core.variants import GUIDE_RULES, SAT_VARIANTS
 from satnb.defences import adversarial_train, sat
-from satnb.experiment.pipeline import Pipeline
+from satnb.experiment.pipeline import Pipeline, TrainedModel
 from satnb.experiment.studies import Studies
 from satnb.nets.encoders import describe_encoder
 from satnb.nets.pretrain import train
@@ -41,13 +41,35 @@ def _slim(result: dict) -> dict:
     return {k: v for k, v in result.items() if k != "provenance"}
 
 
+Log = Callable[[str], None]  # where a run writes one line per finished model
+
+
 def run_experiment(profile: Profile, full: Dataset, device: torch.device | str = "cpu",
                    stages: list[str] | tuple[str, ...] = ALL_STAGES,
                    methods: list[str] | tuple[str, ...] = METHODS, eps_spaces: list[str] | tuple[str, ...] = ("pixel",),
-                   progress: bool = True, store: Store | None = None) -> dict:
-    """Train, attack and evaluate every model of the profile; every stage is cached and resumable."""
+                   progress: bool = True, store: Store | None = None, log: Log | None = None) -> dict:
+    """Train, attack and evaluate every model of the profile; every stage is cached and resumable (`log`: one line
+    per finished model, as `collect` writes them)."""
     pipe = Pipeline(profile, profile_subset(full, profile), store or Store(), device=device, progress=progress)
-    return collect(pipe, stages, methods, eps_spaces)
+    return collect(pipe, stages, methods, eps_spaces, log=log)
+
+
+
+def announce(log: Log | None, stage: str, i: int, total: int, name: str, t0: float, detail: str = "") -> None:
+    """Log one finished unit of a stage with its wall time since t0 ("[satnb] sat 2/9 sat-npid: 1468 s (...)"): a
+    run of hours shows where it is without progress bars (`--quiet`)."""
+    if log is not None:
+        tail = f" ({detail})" if detail else ""
+        log(f"[satnb] {stage} {i}/{total} {name}: {time.perf_counter() - t0:.0f} s{tail}")
+
+
+def _made(e: TrainedModel) -> str:
+    """What `announce` says of a trained or fine-tuned model: read from the cache, or how its time split."""
+    if e.cached:
+        return "read from the cache"
+    if e.kind == "pretrained":
+        return f"training {e.train_seconds:.0f} s"
+    return f"fine-tuning {e.train_seconds:.0f} s, trajectory {e.eval_seconds or 0:.0f} s"
 
 
 # the methods whose models enter a verdict, trained from every seed of the profile (SimCLR only backs a side note)
@@ -171,7 +193,7 @@ def measurements(profile: Profile, models: Roster, eps_spaces: Sequence[str], gr
 def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
             methods: list[str] | tuple[str, ...] = METHODS,
             eps_spaces: list[str] | tuple[str, ...] = ("pixel", "normalized"), seeds: tuple[int, ...] | None = None,
-            grid: bool | None = None) -> dict:
+            grid: bool | None = None, log: Log | None = None) -> dict:
     """The results record of a pipeline (what a notebook session or the CLI ran), computing what is missing.
 
     `seeds` (default: the profile's) are the training seeds of the models that enter a verdict; with
@@ -191,8 +213,10 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
 
     models = roster(profile, stages, methods, seeds, grid)
     t0 = time.perf_counter()
-    for mid in models.pretrained:
+    for i, mid in enumerate(models.pretrained, 1):
+        t1 = time.perf_counter()
         e, settings = pipe.train(mid), pipe.recipe(mid)
+        announce(log, "train", i, len(models.pretrained), e.name, t1, _made(e))
         out["training"][e.name] = {"seconds": e.train_seconds, "epochs": settings.epochs,
                                    "encoder": settings.encoder, "encoder_name": describe_encoder(e.model),
                                    "epoch_seconds": e.epoch_seconds,
@@ -202,19 +226,29 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
     out["stage_seconds"]["train"] = time.perf_counter() - t0
     if "sat" in stages:
         t0 = time.perf_counter()
-        for mid in models.sat:
-            out["sat"][mid.base.name] = pipe.sat(mid.base).fine_tuning_record()
+        n = len(models.sat) + bool(models.refresh) + len(models.sat_variants)
+        for i, mid in enumerate(models.sat, 1):
+            t1 = time.perf_counter()
+            e = pipe.sat(mid.base)
+            out["sat"][mid.base.name] = e.fine_tuning_record()
+            announce(log, "sat", i, n, e.name, t1, _made(e))
         if models.refresh:
+            t1 = time.perf_counter()
             out["sat_refresh"] = studies.refresh_check("amdim")
-        for mid in models.sat_variants:  # the SAT configurations around the paper's, on AMDIM's first seed
+            announce(log, "sat", len(models.sat) + 1, n, "refresh check (amdim)", t1)
+        for i, mid in enumerate(models.sat_variants, n - len(models.sat_variants) + 1):  # around the paper's SAT
+            t1 = time.perf_counter()
             e = pipe.sat(mid)
             out.setdefault("sat_variants", {})[e.name] = e.fine_tuning_record()
+            announce(log, "sat", i, n, e.name, t1, _made(e))
         out["stage_seconds"]["sat"] = time.perf_counter() - t0
     if models.baselines:
         t0 = time.perf_counter()
-        for mid in models.baselines:
+        for i, mid in enumerate(models.baselines, 1):
+            t1 = time.perf_counter()
             e = pipe.baseline(mid)
             out["baselines"][e.name] = e.fine_tuning_record()
+            announce(log, "baselines", i, len(models.baselines), e.name, t1, _made(e))
         out["stage_seconds"]["baselines"] = time.perf_counter() - t0
 
     out["models"] = {mid.name: dataclasses.asdict(mid) for mid in models.every}  # read by `report.record.model_ids`
@@ -226,14 +260,21 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
         t0 = time.perf_counter()
         key = "evaluation" if stage == "evaluate" else "robustness"
         out[key] = {space: {} for space in eps_spaces} if stage == "evaluate" else {}
-        for mid, space, guide in measurements(profile, models, eps_spaces, grid, stage):
+        todo = measurements(profile, models, eps_spaces, grid, stage)
+        for i, (mid, space, guide) in enumerate(todo, 1):
+            t1 = time.perf_counter()
             studies_here = measuring(mid, space, guide)
             kwargs = {"eps_space": space, **({"guide": guide} if guide else {})}
             record = _slim(studies_here.evaluate(mid, optimization=True, **kwargs) if stage == "evaluate"
                            else studies_here.robustness(mid, **kwargs))
             (cells[space][key] if guide else out.setdefault(key, {}).setdefault(space, {}))[mid.name] = record
+            announce(log, stage, i, len(todo), f"{mid.name} ({space}, {guide or profile.protocol.guide} guide)", t1)
         if stage == "robustness" and grid:  # claim 1's L2 leg at the authors' budget, on its seed-0 models
-            out["strong_l2"] = {mid.name: _slim(measuring(mid).strong_l2(mid)) for mid in models.strong_l2}
+            out["strong_l2"] = {}
+            for i, mid in enumerate(models.strong_l2, 1):
+                t1 = time.perf_counter()
+                out["strong_l2"][mid.name] = _slim(measuring(mid).strong_l2(mid))
+                announce(log, "strong L2", i, len(models.strong_l2), mid.name, t1)
         out["stage_seconds"][stage] = time.perf_counter() - t0
     cells = list(cells.values())
     if cells and ("evaluate" in stages or "robustness" in stages):

@@ -1,0 +1,35 @@
+"""A run writes one line per finished model of each stage, so a run of hours shows where it is without progress
+bars; a second run says what it read from the cache."""
+
+import dataclasses
+import re
+
+from satnb.experiment.run import collect
+
+
+def test_collect_logs_each_finished_model_once_with_its_time(tiny_pipeline):
+    pipe = tiny_pipeline
+    pipe.profile = dataclasses.replace(pipe.profile, grid=False, seeds=(0,))
+    lines: list[str] = []
+    collect(pipe, ("train", "sat", "baselines", "evaluate"), ("npid", "sup"), ("pixel",), log=lines.append)
+    units = [re.match(r"\[satnb\] (\w+) (\d+)/(\d+) (.+?): (\d+) s", line).groups() for line in lines]
+    assert [(u[0], u[3]) for u in units] == [
+        ("train", "npid"), ("train", "sup"), ("sat", "sat-npid"), ("baselines", "at"), ("baselines", "mat"),
+        ("baselines", "alp"), *[("evaluate", f"{m} (pixel, paper guide)") for m in
+                                ("npid", "sup", "sat-npid", "at", "mat", "alp")]]
+    for stage in ("train", "baselines", "evaluate"):  # numbered within its stage, out of the stage's count
+        mine = [u for u in units if u[0] == stage]
+        assert [(int(u[1]), int(u[2])) for u in mine] == [(i, len(mine)) for i in range(1, len(mine) + 1)]
+    assert "(training " in lines[0] and "(fine-tuning " in lines[2] and ", trajectory " in lines[2]
+
+    again: list[str] = []  # a fresh pipeline on the same store: every model comes from the cache
+    fresh = type(pipe)(pipe.profile, pipe.data, pipe.store, progress=False)
+    collect(fresh, ("train", "sat", "baselines"), ("npid", "sup"), ("pixel",), log=again.append)
+    assert len(again) == 6 and all(line.endswith("(read from the cache)") for line in again)
+
+
+def test_collect_without_a_log_prints_nothing(tiny_pipeline, capsys):
+    pipe = tiny_pipeline
+    pipe.profile = dataclasses.replace(pipe.profile, grid=False, seeds=(0,))
+    collect(pipe, ("train",), ("sup",), ("pixel",))
+    assert "[satnb]" not in capsys.readouterr().err

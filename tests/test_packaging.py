@@ -52,6 +52,18 @@ def test_notebooks_exist_and_are_in_the_toc():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_notebook_is_valid_nbformat_with_a_unique_id_per_cell(path):
+    import nbformat
+
+    raw = json.loads(path.read_text())
+    ids = [cell.get("id") for cell in raw["cells"]]
+    assert None not in ids, f"{path.name}: cell(s) {[i for i, c in enumerate(ids) if c is None]} have no id " \
+                            "(nbformat 4.5 requires one; nbformat.validator.normalize adds them)"
+    assert len(set(ids)) == len(ids), f"{path.name}: cell ids repeat"
+    nbformat.validate(nbformat.reads(path.read_text(), as_version=4))
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_committed_without_outputs(path):
     nb = json.loads(path.read_text())
     for cell in nb["cells"]:

@@ -21,6 +21,7 @@ from satnb.core.config import ConfigError
 from satnb.core.dataset import DataError
 from satnb.core.datasets import CIFAR10_CLASSES, load_dataset
 from satnb.core.environment import cache_dir
+from satnb.core.image_folder import extraction_folder
 from satnb.core.npz import load_npz
 from satnb.core.store import ArtifactError, Store, atomic_write_bytes
 from satnb.knn.classifier import KNN
@@ -211,8 +212,7 @@ def test_truncated_archive_is_one_error_and_leaves_no_tmp_folder(monkeypatch, tm
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
     extracted = cache_dir() / "extracted"
     extracted.mkdir(parents=True, exist_ok=True)
-    st = archive.stat()
-    killed = extracted / f"mine-{st.st_size}-{int(st.st_mtime)}.424242.tmp"  # left by a kill -9
+    killed = extracted / f"{extraction_folder(archive).name}.424242.tmp"  # left by a kill -9
     killed.mkdir()
     monkeypatch.setenv("SATNB_DATA", str(archive))
     with pytest.raises(DataError, match="is not a readable tar archive .it is truncated.; re-download"):

@@ -233,7 +233,8 @@ def test_one_data_rule_satnb_data_else_the_folder_beside_the_repository(monkeypa
 
 
 def test_an_extracted_archive_is_keyed_by_the_archive_not_by_reading_every_image(monkeypatch, tmp_path):
-    """A notebook's setup does not re-read the 60 000 extracted CIFAR-10 files; a new archive is a new dataset."""
+    """A notebook's setup does not re-read the 60 000 extracted CIFAR-10 files; an archive is known by its bytes: a
+    new modification time is the same dataset, other bytes a new one."""
     import builtins
     import os
     import tarfile
@@ -256,17 +257,25 @@ def test_an_extracted_archive_is_keyed_by_the_archive_not_by_reading_every_image
         reads.append(str(path))
         return builtins.open(path, *args, **kwargs)
 
-    monkeypatch.setattr(image_folder, "open", counting_open, raising=False)
-    again = load_image_folder(extract_archive(archive))
+    with monkeypatch.context() as m:  # undoes only this patch (not the test's private cache)
+        m.setattr(image_folder, "open", counting_open, raising=False)
+        again = load_image_folder(extract_archive(archive))
     assert again.fingerprint() == first.fingerprint()
     assert not [r for r in reads if r.endswith(".png")], reads
-    monkeypatch.undo()
 
-    # the archive re-made with other pixels (a new size or modification time): extracted and decoded anew
+    # the same bytes with a new modification time (a copy, a re-provisioned folder): nothing extracted again
+    st = archive.stat()
+    os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    extracted = sorted((image_folder.cache_dir() / "extracted").glob("pets-*"))
+    touched = load_image_folder(extract_archive(archive))
+    assert touched.fingerprint() == first.fingerprint()
+    assert sorted((image_folder.cache_dir() / "extracted").glob("pets-*")) == extracted
+
+    # the archive re-made with other pixels, even with the old size and modification time: extracted and decoded anew
+    st = archive.stat()
     for png in tree.rglob("*.png"):
         Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(png)
     pack(tree, archive)
-    st = archive.stat()
-    os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+    os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns))
     changed = load_image_folder(extract_archive(archive))
     assert changed.fingerprint() != first.fingerprint() and not changed.x_train.any()

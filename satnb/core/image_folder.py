@@ -52,7 +52,7 @@ def load_image_folder(root: str | Path, name: str | None = None, seed: int = 0) 
 
 def _archive_key(extraction: Path, seed: int) -> str:
     """The key of a tree satnb extracted from an archive: the extraction's name holds the archive's name, size
-    and modification time, so every notebook's setup need not list and read all 60 000 CIFAR-10 files again."""
+    and content hash, so every notebook's setup need not list and read all 60 000 CIFAR-10 files again."""
     return hashlib.blake2b(f"{seed!r}:archive:{extraction.name}".encode(), digest_size=8).hexdigest()
 
 
@@ -172,13 +172,46 @@ def _cache_lock(name: str) -> Iterator[None]:
 
 
 def extract_archive(archive: str | Path) -> Path:
-    """Extract a .tar.gz image-folder archive into the cache (once) and return the tree's root."""
-    archive = Path(archive)
-    stat = archive.stat()
-    dest = cache_dir() / "extracted" / f"{archive.name.split('.')[0]}-{stat.st_size}-{int(stat.st_mtime)}"
+    """Extract a .tar.gz image-folder archive into the cache (once per content) and return the tree's root."""
+    dest = extraction_folder(Path(archive))
     with _cache_lock(dest.name):
-        _extract_once(archive, dest)
+        _extract_once(Path(archive), dest)
     return _tree_root(dest)
+
+
+def extraction_folder(archive: Path) -> Path:
+    """Where `extract_archive` puts an archive: named by its size and a hash of its bytes, so a copy of the same
+    archive (a new modification time: re-provisioned, copied, touched) reuses the extraction and its decoded
+    images, and an archive with other bytes never does."""
+    return cache_dir() / "extracted" / f"{archive.name.split('.')[0]}-{archive.stat().st_size}-{_digest(archive)}"
+
+
+def _digest(archive: Path) -> str:
+    """The archive's content hash, remembered per (size, modification time, inode): read in full once per version."""
+    st = archive.stat()
+    memo = cache_dir() / "extracted" / ".digests" / hashlib.blake2b(
+        f"{archive.resolve()}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode(), digest_size=8).hexdigest()
+    try:
+        return memo.read_text().strip()
+    except OSError:
+        pass
+    h = hashlib.blake2b(digest_size=8)
+    try:
+        with open(archive, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError as err:
+        raise DataError(f"{archive} cannot be read ({err.strerror or err}); check its permissions or copy it "
+                        "again") from err
+    digest = h.hexdigest()
+    try:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_name(f".{memo.name}.{os.getpid()}.tmp")
+        tmp.write_text(digest + "\n")
+        os.replace(tmp, memo)
+    except OSError:  # a read-only or full cache: the digest is only a shortcut
+        pass
+    return digest
 
 
 def _extract_once(archive: Path, dest: Path) -> None:

@@ -295,8 +295,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _log_line(line: str) -> None:
-    """Print one line of a run's log (a finished model) at once, progress bars or not."""
-    print(line, file=sys.stderr, flush=True)
+    """Print one line of a run's log (a finished model) at once, on stdout (stderr holds only warnings and errors)."""
+    print(line, flush=True)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:

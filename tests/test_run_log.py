@@ -33,3 +33,14 @@ def test_collect_without_a_log_prints_nothing(tiny_pipeline, capsys):
     pipe.profile = dataclasses.replace(pipe.profile, grid=False, seeds=(0,))
     collect(pipe, ("train",), ("sup",), ("pixel",))
     assert "[satnb]" not in capsys.readouterr().err
+
+
+def test_the_cli_logs_on_stdout_and_keeps_stderr_for_errors(capsys, monkeypatch, tmp_path):
+    from satnb.__main__ import main
+
+    monkeypatch.setenv("SATNB_THREADS", "1")
+    out = tmp_path / "run.json"
+    assert main(["run", "--profile", "smoke", "--dataset", "digits", "--stages", "train", "--methods", "sup",
+                 "--seeds", "1", "--no-grid", "--quiet", "--out", str(out)]) == 0
+    said = capsys.readouterr()
+    assert "[satnb] train 1/1 sup: " in said.out and "[satnb] train" not in said.err

@@ -56,7 +56,7 @@ def run_experiment(profile: Profile, full: Dataset, device: torch.device | str =
 
 
 def announce(log: Log | None, stage: str, i: int, total: int, name: str, t0: float, detail: str = "") -> None:
-    """Log one finished unit of a stage with its wall time since t0 ("[satnb] sat 2/9 sat-npid: 1468 s (...)"): a
+    """Log one finished unit of a stage with its wall time since t0 ("[satnb] sat 2/10 sat-npid: 1468 s (...)"): a
     run of hours shows where it is without progress bars (`--quiet`)."""
     if log is not None:
         tail = f" ({detail})" if detail else ""

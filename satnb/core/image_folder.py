@@ -173,9 +173,10 @@ def _cache_lock(name: str) -> Iterator[None]:
 
 def extract_archive(archive: str | Path) -> Path:
     """Extract a .tar.gz image-folder archive into the cache (once per content) and return the tree's root."""
-    dest = extraction_folder(Path(archive))
+    archive = Path(archive)
+    dest = extraction_folder(archive)
     with _cache_lock(dest.name):
-        _extract_once(Path(archive), dest)
+        _extract_once(archive, dest)
     return _tree_root(dest)
 
 
@@ -183,12 +184,12 @@ def extraction_folder(archive: Path) -> Path:
     """Where `extract_archive` puts an archive: named by its size and a hash of its bytes, so a copy of the same
     archive (a new modification time: re-provisioned, copied, touched) reuses the extraction and its decoded
     images, and an archive with other bytes never does."""
-    return cache_dir() / "extracted" / f"{archive.name.split('.')[0]}-{archive.stat().st_size}-{_digest(archive)}"
-
-
-def _digest(archive: Path) -> str:
-    """The archive's content hash, remembered per (size, modification time, inode): read in full once per version."""
     st = archive.stat()
+    return cache_dir() / "extracted" / f"{archive.name.split('.')[0]}-{st.st_size}-{_digest(archive, st)}"
+
+
+def _digest(archive: Path, st: os.stat_result) -> str:
+    """The archive's content hash, remembered per (size, modification time, inode): read in full once per version."""
     memo = cache_dir() / "extracted" / ".digests" / hashlib.blake2b(
         f"{archive.resolve()}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode(), digest_size=8).hexdigest()
     try:

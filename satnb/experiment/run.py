@@ -55,16 +55,23 @@ def run_experiment(profile: Profile, full: Dataset, device: torch.device | str =
 
 
 
-def announce(log: Log | None, stage: str, i: int, total: int, name: str, t0: float, detail: str = "") -> None:
-    """Log one finished unit of a stage with its wall time since t0 ("[satnb] sat 2/10 sat-npid: 1468 s (...)"): a
-    run of hours shows where it is without progress bars (`--quiet`)."""
-    if log is not None:
-        tail = f" ({detail})" if detail else ""
-        log(f"[satnb] {stage} {i}/{total} {name}: {time.perf_counter() - t0:.0f} s{tail}")
+class Announcer:
+    """Numbers the finished units of one stage and logs each with its wall time ("[satnb] sat 2/10 sat-npid: 1468 s
+    (...)"): a run of hours shows where it is without progress bars (`--quiet`). A None log says nothing."""
+
+    def __init__(self, log: Log | None, stage: str, total: int):
+        self.log, self.stage, self.total, self.count = log, stage, total, 0
+
+    def __call__(self, name: str, t0: float, detail: str = "") -> None:
+        """Log the next unit, `name`, as finished now (started at t0)."""
+        self.count += 1
+        if self.log is not None:
+            tail = f" ({detail})" if detail else ""
+            self.log(f"[satnb] {self.stage} {self.count}/{self.total} {name}: {time.perf_counter() - t0:.0f} s{tail}")
 
 
 def _made(e: TrainedModel) -> str:
-    """What `announce` says of a trained or fine-tuned model: read from the cache, or how its time split."""
+    """What `Announcer` says of a trained or fine-tuned model: read from the cache, or how its time split."""
     if e.cached:
         return "read from the cache"
     if e.kind == "pretrained":
@@ -213,10 +220,11 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
 
     models = roster(profile, stages, methods, seeds, grid)
     t0 = time.perf_counter()
-    for i, mid in enumerate(models.pretrained, 1):
+    said = Announcer(log, "train", len(models.pretrained))
+    for mid in models.pretrained:
         t1 = time.perf_counter()
         e, settings = pipe.train(mid), pipe.recipe(mid)
-        announce(log, "train", i, len(models.pretrained), e.name, t1, _made(e))
+        said(e.name, t1, _made(e))
         out["training"][e.name] = {"seconds": e.train_seconds, "epochs": settings.epochs,
                                    "encoder": settings.encoder, "encoder_name": describe_encoder(e.model),
                                    "epoch_seconds": e.epoch_seconds,
@@ -226,29 +234,30 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
     out["stage_seconds"]["train"] = time.perf_counter() - t0
     if "sat" in stages:
         t0 = time.perf_counter()
-        n = len(models.sat) + bool(models.refresh) + len(models.sat_variants)
-        for i, mid in enumerate(models.sat, 1):
+        said = Announcer(log, "sat", len(models.sat) + bool(models.refresh) + len(models.sat_variants))
+        for mid in models.sat:
             t1 = time.perf_counter()
             e = pipe.sat(mid.base)
             out["sat"][mid.base.name] = e.fine_tuning_record()
-            announce(log, "sat", i, n, e.name, t1, _made(e))
+            said(e.name, t1, _made(e))
         if models.refresh:
             t1 = time.perf_counter()
             out["sat_refresh"] = studies.refresh_check("amdim")
-            announce(log, "sat", len(models.sat) + 1, n, "refresh check (amdim)", t1)
-        for i, mid in enumerate(models.sat_variants, n - len(models.sat_variants) + 1):  # around the paper's SAT
+            said("refresh check (amdim)", t1)
+        for mid in models.sat_variants:  # the SAT configurations around the paper's, on AMDIM's first seed
             t1 = time.perf_counter()
             e = pipe.sat(mid)
             out.setdefault("sat_variants", {})[e.name] = e.fine_tuning_record()
-            announce(log, "sat", i, n, e.name, t1, _made(e))
+            said(e.name, t1, _made(e))
         out["stage_seconds"]["sat"] = time.perf_counter() - t0
     if models.baselines:
         t0 = time.perf_counter()
-        for i, mid in enumerate(models.baselines, 1):
+        said = Announcer(log, "baselines", len(models.baselines))
+        for mid in models.baselines:
             t1 = time.perf_counter()
             e = pipe.baseline(mid)
             out["baselines"][e.name] = e.fine_tuning_record()
-            announce(log, "baselines", i, len(models.baselines), e.name, t1, _made(e))
+            said(e.name, t1, _made(e))
         out["stage_seconds"]["baselines"] = time.perf_counter() - t0
 
     out["models"] = {mid.name: dataclasses.asdict(mid) for mid in models.every}  # read by `report.record.model_ids`
@@ -261,20 +270,21 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
         key = "evaluation" if stage == "evaluate" else "robustness"
         out[key] = {space: {} for space in eps_spaces} if stage == "evaluate" else {}
         todo = measurements(profile, models, eps_spaces, grid, stage)
-        for i, (mid, space, guide) in enumerate(todo, 1):
+        said = Announcer(log, stage, len(todo))
+        for mid, space, guide in todo:
             t1 = time.perf_counter()
             studies_here = measuring(mid, space, guide)
             kwargs = {"eps_space": space, **({"guide": guide} if guide else {})}
             record = _slim(studies_here.evaluate(mid, optimization=True, **kwargs) if stage == "evaluate"
                            else studies_here.robustness(mid, **kwargs))
             (cells[space][key] if guide else out.setdefault(key, {}).setdefault(space, {}))[mid.name] = record
-            announce(log, stage, i, len(todo), f"{mid.name} ({space}, {guide or profile.protocol.guide} guide)", t1)
+            said(f"{mid.name} ({space}, {guide or profile.protocol.guide} guide)", t1)
         if stage == "robustness" and grid:  # claim 1's L2 leg at the authors' budget, on its seed-0 models
-            out["strong_l2"] = {}
-            for i, mid in enumerate(models.strong_l2, 1):
+            out["strong_l2"], said = {}, Announcer(log, "strong L2", len(models.strong_l2))
+            for mid in models.strong_l2:
                 t1 = time.perf_counter()
                 out["strong_l2"][mid.name] = _slim(measuring(mid).strong_l2(mid))
-                announce(log, "strong L2", i, len(models.strong_l2), mid.name, t1)
+                said(mid.name, t1)
         out["stage_seconds"][stage] = time.perf_counter() - t0
     cells = list(cells.values())
     if cells and ("evaluate" in stages or "robustness" in stages):

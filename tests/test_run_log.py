@@ -44,3 +44,11 @@ def test_the_cli_logs_on_stdout_and_keeps_stderr_for_errors(capsys, monkeypatch,
                  "--seeds", "1", "--no-grid", "--quiet", "--out", str(out)]) == 0
     said = capsys.readouterr()
     assert "[satnb] train 1/1 sup: " in said.out and "[satnb] train" not in said.err
+
+
+def test_the_refresh_check_line_says_what_both_runs_cost():
+    from satnb.experiment.run import _refresh_detail
+
+    check = {"refresh_every": 10, "runs": {"1": {"train_seconds": 1162.4}, "10": {"train_seconds": 111.0}}}
+    assert _refresh_detail(check) == "fine-tuning 1162 s refreshed every iteration, 111 s every 10"
+    assert _refresh_detail(None) == "not run by this profile"

@@ -79,6 +79,15 @@ def _made(e: TrainedModel) -> str:
     return f"fine-tuning {e.train_seconds:.0f} s, trajectory {e.eval_seconds or 0:.0f} s"
 
 
+def _refresh_detail(check: dict | None) -> str:
+    """What `Announcer` says of the refresh check: the fine-tuning seconds of its two runs (cached or not)."""
+    if not check:
+        return "not run by this profile"
+    runs, every = check["runs"], check["refresh_every"]
+    return (f"fine-tuning {runs['1']['train_seconds']:.0f} s refreshed every iteration, "
+            f"{runs[str(every)]['train_seconds']:.0f} s every {every}")
+
+
 # the methods whose models enter a verdict, trained from every seed of the profile (SimCLR only backs a side note)
 SEEDED = ("amdim", "npid", "sup")
 
@@ -242,8 +251,8 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
             said(e.name, t1, _made(e))
         if models.refresh:
             t1 = time.perf_counter()
-            out["sat_refresh"] = studies.refresh_check("amdim")
-            said("refresh check (amdim)", t1)
+            out["sat_refresh"] = check = studies.refresh_check("amdim")
+            said("refresh check (amdim)", t1, _refresh_detail(check))
         for mid in models.sat_variants:  # the SAT configurations around the paper's, on AMDIM's first seed
             t1 = time.perf_counter()
             e = pipe.sat(mid)

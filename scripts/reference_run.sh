@@ -19,9 +19,10 @@ THREADS=${SATNB_THREADS:-2}
 LOG=${REFERENCE_LOG:-results/cpu-cifar10.stages.tsv}
 PARTIAL=results/partial
 mkdir -p "$PARTIAL"
+# a unit's row names the commit it started from ($commit, set by run_unit), not HEAD when it ended: commits made
+# while a stage runs do not change the code it imported
 log_stage() {
-  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$(( $(date +%s) - t0 ))" "$(date -u +%FT%TZ)" \
-    "$(git rev-parse --short HEAD)" "$THREADS" >> "$LOG"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$(( $(date +%s) - t0 ))" "$(date -u +%FT%TZ)" "$commit" "$THREADS" >> "$LOG"
 }
 [ -f "$LOG" ] || printf 'stage\tseconds\tfinished_at\tgit_commit\tthreads\n' > "$LOG"
 # A stage killed without a signal it can trap (SIGKILL, a machine taken back at a session's end) leaves its
@@ -43,14 +44,14 @@ fi
 stage_over() { kill "$beat_pid" 2>/dev/null || true; wait "$beat_pid" 2>/dev/null || true; rm -f "$BEAT"; }
 beat() {  # every minute, this stage's seconds so far
   while sleep "${HEARTBEAT_SECONDS:-60}" && kill -0 $$ 2>/dev/null; do
-    printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$(( $(date +%s) - t0 ))" "$(date -u +%FT%TZ)" \
-      "$(git rev-parse --short HEAD)" "$THREADS" > "$BEAT.tmp" && mv "$BEAT.tmp" "$BEAT"
+    printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$(( $(date +%s) - t0 ))" "$(date -u +%FT%TZ)" "$commit" "$THREADS" \
+      > "$BEAT.tmp" && mv "$BEAT.tmp" "$BEAT"
   done
 }
 # one unit of the run (a stage, or one job of a stage), timed and logged under $1, whatever way it ends
 run_unit() {
   unit=$1; shift  # global: the EXIT trap reads it after the function has gone
-  t0=$(date +%s)
+  t0=$(date +%s) commit=$(git rev-parse --short HEAD)
   # an interrupted or failed unit still logs the time it ran (as "<name> (interrupted)" or "(failed)"): it
   # resumes from its checkpoints, so a stage's wall time is the sum of its rows
   beat "$unit" >/dev/null 2>&1 & beat_pid=$!

@@ -93,3 +93,16 @@ def test_jobs_ahead_of_their_stage_log_under_that_stage(repo):
     calls = args.read_text().splitlines()
     assert len(calls) == 2 and all("satnb sweep --profile cpu --cluster debug" in c for c in calls)
     assert "--jobs evaluate:amdim:pixel" in calls[0] and "--jobs robustness:sup:pixel" in calls[1]
+
+
+def test_a_stage_row_names_the_commit_it_started_from(repo):
+    """A commit made while a stage runs (its code already imported) does not relabel the stage's row."""
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                          check=True).stdout.strip()
+    commit = "git -c user.email=t@t -c user.name=t commit -q --allow-empty -m later"
+    done = subprocess.run(["bash", "scripts/reference_run.sh"], cwd=repo, env=_env(repo, f"{commit}; sleep 2.5"),
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    later = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo, capture_output=True, text=True,
+                           check=True).stdout.strip()
+    assert later != head and [r[3] for r in _rows(repo)] == [head]

@@ -52,3 +52,31 @@ def test_the_refresh_check_line_says_what_both_runs_cost():
     check = {"refresh_every": 10, "runs": {"1": {"train_seconds": 1162.4}, "10": {"train_seconds": 111.0}}}
     assert _refresh_detail(check) == "fine-tuning 1162 s refreshed every iteration, 111 s every 10"
     assert _refresh_detail(None) == "not run by this profile"
+
+
+def test_a_run_records_the_code_it_started_with(tiny_pipeline, monkeypatch):
+    """A commit made while a run goes on does not relabel its provenance: collect pins the commit (and the code
+    fingerprint) when it starts, before any model is made."""
+    from satnb.core import store
+
+    pipe = tiny_pipeline
+    pipe.profile = dataclasses.replace(pipe.profile, grid=False, seeds=(0,))
+    head = {"now": "first"}
+    monkeypatch.setattr(store.subprocess, "run", lambda cmd, **kw: type("Done", (), {
+        "returncode": 0, "stdout": "" if "status" in cmd else head["now"] + "\n"})())
+    train = pipe.train
+
+    def commit_then_train(*args, **kwargs):
+        head["now"] = "later"  # a commit lands once the run is under way
+        return train(*args, **kwargs)
+
+    monkeypatch.setattr(pipe, "train", commit_then_train)
+    store.git_commit.cache_clear()
+    store.code_fingerprint.cache_clear()
+    try:
+        res = collect(pipe, ("train",), ("sup",), ("pixel",))
+        assert head["now"] == "later" and res["provenance"]["git_commit"] == "first"
+        assert res["provenance"]["code_fingerprint"] == store.code_fingerprint()
+    finally:
+        store.git_commit.cache_clear()
+        store.code_fingerprint.cache_clear()

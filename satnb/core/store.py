@@ -32,8 +32,10 @@ class ArtifactError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=1)
+@functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
-    """Return a hash of all of satnb's source files (provenance only; cache keys use `source_fingerprint`)."""
+    """Return a hash of all of satnb's source files, read once per process (provenance only; cache keys use
+    `source_fingerprint`)."""
     h = hashlib.blake2b(digest_size=8)
     for path in sorted(PACKAGE_DIR.rglob("*.py")):
         h.update(path.relative_to(PACKAGE_DIR).as_posix().encode())

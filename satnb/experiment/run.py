@@ -14,7 +14,7 @@ from satnb.core.config import METHODS, Profile
 from satnb.core.dataset import Dataset, profile_subset
 from satnb.core.fingerprint import PACKAGE_DIR, code_ids, source_fingerprint
 from satnb.core.identity import BASELINES, SSL, ModelId
-from satnb.core.store import Store, provenance
+from satnb.core.store import Store, code_fingerprint, git_commit, provenance
 from satnb.core.variants import GUIDE_RULES, SAT_VARIANTS
 from satnb.defences import adversarial_train, sat
 from satnb.experiment.pipeline import Pipeline, TrainedModel
@@ -217,6 +217,7 @@ def collect(pipe: Pipeline, stages: list[str] | tuple[str, ...] = ALL_STAGES,
     evaluated under the other guide rule and, for each eps convention in `eps_spaces`, by the attack zoo (the
     cells of the protocol grid), and claim 1's models by the optimisation attack at the authors' budget.
     """
+    git_commit(), code_fingerprint()  # provenance names the code this process runs, not a commit made meanwhile
     profile, data, device, studies = pipe.profile, pipe.data, pipe.device, Studies(pipe)
     measuring = Measuring(pipe)
     seeds = tuple(profile.seeds if seeds is None else seeds)

@@ -32,7 +32,6 @@ class ArtifactError(RuntimeError):
 
 
 @functools.lru_cache(maxsize=1)
-@functools.lru_cache(maxsize=1)
 def code_fingerprint() -> str:
     """Return a hash of all of satnb's source files, read once per process (provenance only; cache keys use
     `source_fingerprint`)."""

@@ -54,7 +54,6 @@ def run_experiment(profile: Profile, full: Dataset, device: torch.device | str =
     return collect(pipe, stages, methods, eps_spaces, log=log)
 
 
-
 class Announcer:
     """Numbers the finished units of one stage and logs each with its wall time ("[satnb] sat 2/10 sat-npid: 1468 s
     (...)"): a run of hours shows where it is without progress bars (`--quiet`). A None log says nothing."""

@@ -17,7 +17,7 @@ from PIL import Image
 from satnb.__main__ import main
 from satnb.core.dataset import DataError
 from satnb.core.datasets import CIFAR10_CLASSES, load_dataset
-from satnb.core.image_folder import extract_archive, load_image_folder
+from satnb.core.image_folder import load_image_archive, load_image_folder
 from satnb.core.npz import load_npz
 
 
@@ -182,9 +182,9 @@ def test_a_full_disk_says_so_and_where(monkeypatch, tmp_path):
     archive = tmp_path / "pets.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tree, arcname="pets")
-    monkeypatch.setattr(tarfile.TarFile, "extractall", full)
-    with pytest.raises(DataError, match=f"the disk is full: no space left in {cache_dir() / 'extracted'}"):
-        extract_archive(archive)
     monkeypatch.setattr(np, "savez", full)
-    with pytest.raises(DataError, match=f"the disk is full: no space left in {cache_dir() / 'decoded'} .*SATNB_CACHE"):
-        load_image_folder(tree)
+    for load in (lambda: load_image_folder(tree), lambda: load_image_archive(archive)):
+        with pytest.raises(DataError, match=f"the disk is full: no space left in {cache_dir() / 'decoded'} "
+                                            ".*SATNB_CACHE"):
+            load()
+    assert not list((cache_dir() / "decoded").glob(".*.tmp"))  # no half-written file is left

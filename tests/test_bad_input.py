@@ -21,7 +21,7 @@ from satnb.core.config import ConfigError
 from satnb.core.dataset import DataError
 from satnb.core.datasets import CIFAR10_CLASSES, load_dataset
 from satnb.core.environment import cache_dir
-from satnb.core.image_folder import extraction_folder
+from satnb.core.image_folder import decoded_file
 from satnb.core.npz import load_npz
 from satnb.core.store import ArtifactError, Store, atomic_write_bytes
 from satnb.knn.classifier import KNN
@@ -210,16 +210,17 @@ def test_truncated_archive_is_one_error_and_leaves_no_tmp_folder(monkeypatch, tm
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tree, arcname="mine")
     archive.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    extracted = cache_dir() / "extracted"
-    extracted.mkdir(parents=True, exist_ok=True)
-    killed = extracted / f"{extraction_folder(archive).name}.424242.tmp"  # left by a kill -9
-    killed.mkdir()
+    decoded = cache_dir() / "decoded"
+    decoded.mkdir(parents=True, exist_ok=True)
+    cached = decoded_file(archive)
+    killed = cached.with_name(f".{cached.name}.424242.tmp")  # left by a kill -9
+    killed.write_bytes(b"half")
     monkeypatch.setenv("SATNB_DATA", str(archive))
     with pytest.raises(DataError, match="is not a readable tar archive .it is truncated.; re-download"):
         load_dataset("cifar10")
-    assert not list(extracted.glob("mine-*.tmp"))
+    assert not list(decoded.glob(".mine-*.tmp"))
     fails(capsys, ["run", "--profile", "smoke", "--quiet"], "mine.tar.gz is not a readable tar archive")
-    assert not list(extracted.glob("mine-*.tmp"))
+    assert not list(decoded.glob(".mine-*.tmp")) and not list(decoded.glob("mine-*.npz"))
 
 
 def test_satnb_cache_that_is_a_file_or_read_only(monkeypatch, tmp_path, capsys):

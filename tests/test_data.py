@@ -206,8 +206,8 @@ def test_concurrent_loads_of_one_archive(tmp_path):
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(tree / "train", arcname="train")
         tar.add(tree / "test", arcname="test")
-    code = ("from satnb.core.image_folder import load_image_folder, extract_archive; import sys; "
-            f"ds = load_image_folder(extract_archive({str(archive)!r})); print(len(ds.y_train), len(ds.y_test))")
+    code = ("from satnb.core.image_folder import load_image_archive; "
+            f"ds = load_image_archive({str(archive)!r}); print(len(ds.y_train), len(ds.y_test))")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                               text=True) for _ in range(3)]
     outs = [p.communicate(timeout=120) for p in procs]
@@ -232,15 +232,14 @@ def test_one_data_rule_satnb_data_else_the_folder_beside_the_repository(monkeypa
     assert "$(cd .. && pwd)/shared/data" in env_sh
 
 
-def test_an_extracted_archive_is_keyed_by_the_archive_not_by_reading_every_image(monkeypatch, tmp_path):
-    """A notebook's setup does not re-read the 60 000 extracted CIFAR-10 files; an archive is known by its bytes: a
+def test_an_archive_is_keyed_by_its_bytes_and_decoded_once(monkeypatch, tmp_path):
+    """A notebook's setup does not read the archive again once it is decoded; an archive is known by its bytes: a
     new modification time is the same dataset, other bytes a new one."""
-    import builtins
     import os
     import tarfile
 
     from satnb.core import image_folder
-    from satnb.core.image_folder import extract_archive
+    from satnb.core.image_folder import load_image_archive
 
     def pack(tree, archive):
         with tarfile.open(archive, "w:gz") as tar:
@@ -250,32 +249,70 @@ def test_an_extracted_archive_is_keyed_by_the_archive_not_by_reading_every_image
     tree, archive = tmp_path / "tree", tmp_path / "pets.tar.gz"
     _write_folder(tree, {"cat": ["0", "2"], "dog": ["1", "3"]})
     pack(tree, archive)
-    first = load_image_folder(extract_archive(archive))
-    reads = []
+    first = load_image_archive(archive)
+    opened = []
+    real_open = tarfile.open
 
-    def counting_open(path, *args, **kwargs):
-        reads.append(str(path))
-        return builtins.open(path, *args, **kwargs)
+    def counting_open(*args, **kwargs):
+        opened.append(args)
+        return real_open(*args, **kwargs)
 
     with monkeypatch.context() as m:  # undoes only this patch (not the test's private cache)
-        m.setattr(image_folder, "open", counting_open, raising=False)
-        again = load_image_folder(extract_archive(archive))
-    assert again.fingerprint() == first.fingerprint()
-    assert not [r for r in reads if r.endswith(".png")], reads
+        m.setattr(image_folder.tarfile, "open", counting_open)
+        again = load_image_archive(archive)
+        # the same bytes with a new modification time (a copy, a re-provisioned folder): not decoded again
+        st = archive.stat()
+        os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+        touched = load_image_archive(archive)
+    assert again.fingerprint() == touched.fingerprint() == first.fingerprint() and not opened
+    assert not (image_folder.cache_dir() / "extracted").exists()  # nothing is written to disk but the arrays
 
-    # the same bytes with a new modification time (a copy, a re-provisioned folder): nothing extracted again
-    st = archive.stat()
-    os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
-    extracted = sorted((image_folder.cache_dir() / "extracted").glob("pets-*"))
-    touched = load_image_folder(extract_archive(archive))
-    assert touched.fingerprint() == first.fingerprint()
-    assert sorted((image_folder.cache_dir() / "extracted").glob("pets-*")) == extracted
-
-    # the archive re-made with other pixels, even with the old size and modification time: extracted and decoded anew
+    # the archive re-made with other pixels, even with the old size and modification time: decoded anew
     st = archive.stat()
     for png in tree.rglob("*.png"):
         Image.fromarray(np.zeros((8, 8, 3), dtype=np.uint8)).save(png)
     pack(tree, archive)
     os.utime(archive, ns=(st.st_atime_ns, st.st_mtime_ns))
-    changed = load_image_folder(extract_archive(archive))
+    changed = load_image_archive(archive)
     assert changed.fingerprint() != first.fingerprint() and not changed.x_train.any()
+
+
+@pytest.mark.parametrize("names, top", [({"cat": ["0", "3", "4"], "dog": ["1", "2", "5"]}, None),
+                                        ({"a": [f"a{i}" for i in range(12)], "b": [f"b{i}" for i in range(9)]},
+                                         "pets"),
+                                        ({"x": ["10", "2", "33"], "y": ["1", "21"]}, ".")])
+def test_an_archive_decodes_to_the_tree_it_packs(tmp_path, names, top):
+    """The archive's arrays, labels, classes and order are the tree's (`load_image_folder`), whether the tree sits at
+    the archive's top, in one folder, or under "./"."""
+    import tarfile
+
+    from satnb.core.image_folder import load_image_archive
+
+    tree = tmp_path / "tree"
+    _write_folder(tree, names)
+    archive = tmp_path / "pets.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for split in ("test", "train"):  # members in another order than the tree's listing
+            tar.add(tree / split, arcname=split if top is None else f"{top}/{split}")
+    packed, listed = load_image_archive(archive, "pets", seed=3), load_image_folder(tree, "pets", seed=3)
+    assert packed.classes == listed.classes == tuple(sorted(names))
+    for k in ("x_train", "y_train", "x_test", "y_test"):
+        np.testing.assert_array_equal(getattr(packed, k), getattr(listed, k))
+    assert packed.source == f"image-folder-archive:{archive}"
+
+
+def test_an_archive_without_the_layout_says_what_is_missing(tmp_path):
+    import tarfile
+
+    from satnb.core.image_folder import load_image_archive
+
+    tree = tmp_path / "tree"
+    _write_folder(tree, {"cat": ["0"], "dog": ["1"]})
+    for members, why in (([("train", "train")], "has no test/ folder"),
+                         ([("train", "train"), ("test/cat", "test/cat")], "test/ lacks the class folder 'dog'")):
+        archive = tmp_path / f"bad{len(members)}.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            for src, arc in members:
+                tar.add(tree / src, arcname=arc)
+        with pytest.raises(DataError, match=f"{archive.name}.*{why}"):
+            load_image_archive(archive)

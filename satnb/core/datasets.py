@@ -15,7 +15,7 @@ import torch
 from satnb.core.config import ConfigError
 from satnb.core.dataset import DataError, Dataset, stratified_indices
 from satnb.core.environment import cache_dir, data_env
-from satnb.core.image_folder import extract_archive, load_image_folder
+from satnb.core.image_folder import load_image_archive, load_image_folder
 from satnb.core.npz import load_npz
 
 DATASETS = ("cifar10", "stl10", "mnist", "digits")
@@ -100,8 +100,7 @@ def _cifar10_from(folder: Path) -> Dataset | None:
             return _checked(load_image_folder(candidate, "cifar10"), candidate)
     archives = sorted(folder.glob("cifar10*.tar.gz"))
     if archives:
-        ds = load_image_folder(extract_archive(archives[0]), "cifar10")
-        return _checked(replace(ds, source=f"image-folder-archive:{archives[0]}"), archives[0])
+        return _checked(load_image_archive(archives[0], "cifar10"), archives[0])
     return None
 
 
@@ -213,7 +212,7 @@ def load_dataset(name: str = "cifar10", fallback: bool = True, download: bool = 
             if env.suffix == ".npz":
                 ds = load_npz(env, name)
             elif env.name.endswith((".tar.gz", ".tgz", ".tar")):
-                ds = replace(load_image_folder(extract_archive(env), name), source=f"image-folder-archive:{env}")
+                ds = load_image_archive(env, name)
             else:
                 raise DataError(f"SATNB_DATA={env} is a file but neither .npz nor a .tar.gz image-folder archive")
             return _checked(ds, env)

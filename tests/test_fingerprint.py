@@ -205,10 +205,12 @@ def test_an_edit_during_a_run_does_not_change_the_running_code_keys(pkg, monkeyp
     assert source_fingerprint(STAGES["train"], pkg) != before
 
 
-def test_the_snapshot_s_fingerprints_are_computed_once_per_process(pkg, monkeypatch):
-    """A report asks for the same stage fingerprints ~100 times: the second ask walks no code; a new snapshot does."""
+def test_the_snapshot_s_fingerprints_are_computed_once_per_process(pkg, monkeypatch, tmp_path):
+    """A report asks for the same stage fingerprints ~100 times: the second ask walks no code; a new snapshot of
+    code never fingerprinted before does."""
     from satnb.core import fingerprint
 
+    monkeypatch.setenv("SATNB_CACHE", str(tmp_path / "cache"))  # no other test's fingerprints of the edited code
     monkeypatch.setattr(fingerprint, "PACKAGE_DIR", pkg)
     monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)
     before = source_fingerprint(STAGES["train"], pkg)
@@ -219,3 +221,31 @@ def test_the_snapshot_s_fingerprints_are_computed_once_per_process(pkg, monkeypa
     edit(pkg / "nets" / "pretrain.py", *LOOP_EDIT)
     monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)  # a new process: the memo belongs to the old snapshot
     assert source_fingerprint(STAGES["train"], pkg) != before and len(walks) == 1
+
+
+def test_a_new_process_of_the_same_code_takes_the_fingerprints_from_disk(pkg, monkeypatch, tmp_path):
+    """Each notebook is a new process: unchanged sources are neither parsed nor walked again; a damaged file is
+    recomputed, never trusted; an edit is another file (keyed by the hash of every source text)."""
+    from satnb.core import fingerprint
+
+    monkeypatch.setenv("SATNB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(fingerprint, "PACKAGE_DIR", pkg)
+    monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)
+    first = prints(pkg)
+    walks, parses = [], []
+    real_walk, real_parse = fingerprint._walk, fingerprint._parse
+    monkeypatch.setattr(fingerprint, "_walk", lambda *a: walks.append(a) or real_walk(*a))
+    monkeypatch.setattr(fingerprint, "_parse", lambda *a: parses.append(a) or real_parse(*a))
+    monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)  # a new process
+    assert prints(pkg) == first and not walks and not parses
+
+    memo = next((tmp_path / "cache" / "fingerprints").glob("*.json"))
+    memo.write_text("{half")  # a killed writer's leftover, or any damage
+    monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)
+    assert prints(pkg) == first and len(walks) == len(STAGES)
+    assert json.loads(memo.read_text())  # rewritten whole
+
+    edit(pkg / "nets" / "pretrain.py", *LOOP_EDIT)
+    monkeypatch.setattr(fingerprint, "_SNAPSHOT", None)
+    assert prints(pkg)["train"] != first["train"]
+    assert len(list((tmp_path / "cache" / "fingerprints").glob("*.json"))) == 2

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import ast
 import hashlib
-from dataclasses import dataclass
+import json
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE = "satnb"
@@ -113,15 +115,23 @@ def _definitions(tree: ast.Module) -> dict[str, ast.AST]:
     return defs
 
 
-def _read(root: Path) -> Sources:
+def _texts(root: Path) -> dict[Path, str]:
+    """Every source file of the package at `root`, as text (reading is cheap; parsing is not)."""
+    return {path: path.read_text(encoding="utf-8") for path in sorted(root.rglob("*.py"))
+            if "__pycache__" not in path.parts}
+
+
+def _parse(texts: dict[Path, str], root: Path) -> Sources:
     out = {}
-    for path in sorted(root.rglob("*.py")):
-        if "__pycache__" in path.parts:
-            continue
+    for path, text in texts.items():
         name = _module_name(path, root)
-        tree = _strip_docstrings(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+        tree = _strip_docstrings(ast.parse(text, filename=str(path)))
         out[name] = Module(name, _definitions(tree), _bindings(tree, name, path.name == "__init__.py"))
     return out
+
+
+def _read(root: Path) -> Sources:
+    return _parse(_texts(root), root)
 
 
 def _resolve_dotted(dotted: str, sources: Sources, seen: frozenset = frozenset()) -> Target | None:
@@ -214,7 +224,7 @@ def _walk(entries: list[str], sources: Sources) -> dict[str, str]:
     """Every definition the entries reach, with its normalised code (store and fingerprint left out)."""
     # the package's snapshot never changes within a process: its normalised definitions are kept (a report
     # asks for the stage fingerprints about a hundred times; each walk re-parsed the same code, ~0.25 s)
-    cache: dict = _memo(sources)[0] if sources is _SNAPSHOT else {}
+    cache: dict = _SNAPSHOT.definitions if _SNAPSHOT is not None and sources is _SNAPSHOT.sources else {}
     for e in entries:
         mod, _, name = e.partition(":")
         if _node(sources, mod, name) is None:
@@ -239,29 +249,92 @@ def closure(code: Code, root: Path = PACKAGE_DIR) -> list[str]:
 def source_fingerprint(code: Code, root: Path = PACKAGE_DIR) -> str:
     """A short hash of the code the entry points reach (functions, classes, or "module:name" strings).
 
-    For the installed package the sources are read once per process (`snapshot`, taken when the
+    For the installed package the sources are read once per process (`take_snapshot`, called when the
     store is imported), so an edit to satnb while a run is going never gives the old code in
     memory the new code's keys; for another root (a copy being edited) they are read each time.
+    The package's fingerprints are also kept on disk by the hash of every source text, so a new
+    process (each notebook, each CLI call) of unchanged code parses and walks nothing.
     """
-    ids, sources = code_ids(code), _sources(root)
-    key = tuple(sorted(ids))
-    memo = _memo(sources)[1] if sources is _SNAPSHOT else {}
-    if key in memo:
-        return memo[key]
+    ids = code_ids(code)
+    if Path(root) != PACKAGE_DIR:
+        return _hash(_walk(ids, _read(Path(root))))
+    snap = take_snapshot()
+    key = "|".join(sorted(ids))
+    if key not in snap.prints:
+        found = snap.on_disk().get(key)
+        snap.prints[key] = found if isinstance(found, str) else _hash(_walk(ids, snapshot()))
+        if found != snap.prints[key]:
+            snap.save()
+    return snap.prints[key]
+
+
+def _hash(definitions: dict[str, str]) -> str:
     h = hashlib.blake2b(digest_size=8)
-    for text in sorted(_walk(ids, sources).values()):
+    for text in sorted(definitions.values()):
         h.update(text.encode())
         h.update(b"\0")
-    memo[key] = h.hexdigest()
     return h.hexdigest()
 
 
-def _memo(sources: Sources) -> tuple[dict, dict]:
-    """(normalised definitions, fingerprints by sorted entry ids) of the snapshot `sources`, kept per process."""
-    global _MEMO
-    if _MEMO is None or _MEMO[0] is not sources:
-        _MEMO = (sources, {}, {})
-    return _MEMO[1], _MEMO[2]
+@dataclass
+class Snapshot:
+    """The package's source texts as this process first read them, parsed on first need, with what they give."""
+
+    texts: dict[Path, str]
+    digest: str  # a hash of every source file's path and text
+    sources: Sources | None = None
+    definitions: dict = field(default_factory=dict)  # normalised definitions, by "module:name"
+    prints: dict[str, str] = field(default_factory=dict)  # fingerprints, by sorted entry ids
+    _disk: dict | None = None
+
+    def memo_file(self) -> Path | None:
+        """Where the fingerprints of these exact sources are kept between processes (None: no writable cache)."""
+        from satnb.core.config import ConfigError
+        from satnb.core.environment import cache_dir
+
+        try:
+            return cache_dir() / "fingerprints" / f"{self.digest}.json"
+        except ConfigError:  # no writable cache: fingerprints are computed in each process
+            return None
+
+    def on_disk(self) -> dict:
+        """The fingerprints an earlier process of the same sources computed (empty when none or unreadable)."""
+        if self._disk is None:
+            path = self.memo_file()
+            try:
+                self._disk = json.loads(path.read_text()) if path is not None else {}
+            except (OSError, ValueError):  # absent, half-written by a killed process, or not JSON
+                self._disk = {}
+            if not isinstance(self._disk, dict):
+                self._disk = {}
+        return self._disk
+
+    def save(self) -> None:
+        """Add this process's fingerprints to the file (replaced whole: a reader never sees half of it)."""
+        path = self.memo_file()
+        if path is None:
+            return
+        merged = {**self.on_disk(), **self.prints}
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(merged, sort_keys=True))
+            os.replace(tmp, path)
+        except OSError:  # a full or read-only cache: the file is only a shortcut
+            return
+        self._disk = merged
+
+
+def take_snapshot() -> Snapshot:
+    """Read the package's source texts now, once per process (cheap: they are parsed only when needed)."""
+    global _SNAPSHOT
+    if _SNAPSHOT is None:
+        texts = _texts(PACKAGE_DIR)
+        h = hashlib.blake2b(digest_size=16)
+        for path, text in texts.items():
+            h.update(path.relative_to(PACKAGE_DIR).as_posix().encode() + b"\0" + text.encode() + b"\0")
+        _SNAPSHOT = Snapshot(texts, h.hexdigest())
+    return _SNAPSHOT
 
 
 def _sources(root: Path) -> Sources:
@@ -269,12 +342,11 @@ def _sources(root: Path) -> Sources:
 
 
 def snapshot() -> Sources:
-    """The package's sources as this process first read them."""
-    global _SNAPSHOT
-    if _SNAPSHOT is None:
-        _SNAPSHOT = _read(PACKAGE_DIR)
-    return _SNAPSHOT
+    """The package's sources, parsed, as this process first read them."""
+    snap = take_snapshot()
+    if snap.sources is None:
+        snap.sources = _parse(snap.texts, PACKAGE_DIR)
+    return snap.sources
 
 
-_SNAPSHOT: Sources | None = None
-_MEMO: tuple[Sources, dict, dict] | None = None  # the snapshot the memo belongs to, its definitions, its fingerprints
+_SNAPSHOT: Snapshot | None = None

@@ -20,11 +20,11 @@ from typing import Any
 import torch
 
 from satnb.core.environment import cache_dir
-from satnb.core.fingerprint import PACKAGE_DIR, Code, code_ids, snapshot, source_fingerprint
+from satnb.core.fingerprint import PACKAGE_DIR, Code, code_ids, source_fingerprint, take_snapshot
 from satnb.core.precision import effective_precision
 from satnb.core.version import __version__
 
-snapshot()  # read satnb's sources now, at the start of a run: an edit made while it runs cannot change its keys
+take_snapshot()  # read satnb's sources now, at the start of a run: an edit made while it runs cannot change its keys
 
 
 class ArtifactError(RuntimeError):

@@ -1,6 +1,7 @@
 """Write the README's generated sections from their one sources: the known differences from the paper
-(`satnb.report.differences`) and the reference run's stage times (`satnb.report.stagelog`, from
-results/cpu-cifar10.stages.tsv).
+(`satnb.report.differences`), the reference run's stage times (`satnb.report.stagelog`, from
+results/cpu-cifar10.stages.tsv) and the book's build times (`satnb.report.performance`, from
+benchmarks/results.json).
 
     python scripts/sync_readme.py          # rewrite the sections in place; prints whether each changed
     python scripts/sync_readme.py --check  # exit 1 when a section of the README differs from its source
@@ -12,18 +13,21 @@ import argparse
 import sys
 from pathlib import Path
 
-from satnb.report import stagelog
+from satnb.report import performance, stagelog
 from satnb.report.differences import BEGIN, END, known_differences, readme_section, with_readme_section
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 STAGE_LOG = ROOT / "results" / "cpu-cifar10.stages.tsv"
+BENCHMARKS = ROOT / "benchmarks" / "results.json"
 
 
 def sections() -> dict[str, tuple[str, str, str]]:
     """Each generated section: name -> (begin marker, end marker, text from its source)."""
     return {"known differences": (BEGIN, END, known_differences()),
-            "stage times": (stagelog.BEGIN, stagelog.END, stagelog.markdown(stagelog.load(STAGE_LOG)))}
+            "stage times": (stagelog.BEGIN, stagelog.END, stagelog.markdown(stagelog.load(STAGE_LOG))),
+            "book build times": (performance.BOOK_BEGIN, performance.BOOK_END,
+                                 performance.book_markdown(performance.Benchmarks.load(BENCHMARKS)))}
 
 
 def main(argv: list[str] | None = None) -> int:

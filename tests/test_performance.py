@@ -183,3 +183,27 @@ def test_saving_one_benchmark_rewrites_the_table(tmp_path):
     save(dict(old, figures=[dict(old["figures"][0], value=1263.0)], provenance={"finished_at": "2026-12-05"}), path)
     rows = json.loads(path.read_text())["table"]
     assert [(r["value"], r["measured_at"]) for r in rows] == [(1263.0, "2026-12-05")]
+
+
+def test_the_readme_book_times_come_from_the_book_record(tmp_path):
+    """The README's book build times are written from the book benchmark: walls, exit codes, targets, chapters."""
+    from satnb.report.performance import book_markdown
+
+    run = {"exit_code": 0, "wall_s": 125.0, "notebook_seconds": {"00_data": 12.4, "01_knn_features": 40.0}}
+    rec = {"benchmark": "book", "settings": {"profiles": ["smoke", "quick"]},
+           "provenance": {"finished_at": "2026-12-06T12:33:10+0000", "git_commit": "abcdef0123456789",
+                          "machine": {"cpu": "Some CPU"}},
+           "ratios": [{"name": "smoke book, cold (wall)", "value": 125.0, "target": "<= 3.0 min", "passed": True},
+                      {"name": "quick book, warm (wall)", "value": 130.0, "target": "<= 2.0 min", "passed": False}],
+           "checks": {"smoke cold": run, "smoke warm": dict(run, wall_s=61.0, exit_code=1),
+                      "quick warm": dict(run, wall_s=130.0, notebook_seconds={"00_data": 9.0})}}
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps({"command": "x", "benchmarks": [rec], "table": []}))
+    text = book_markdown(Benchmarks.load(path))
+    assert "2026-12-06 12:33 UTC, commit abcdef0123, on Some CPU" in text
+    assert "| 2.1 min (125 s) | 1.0 min (61 s, exit 1) | cold <= 3.0 min: met |" in text
+    assert "| n/a | 2.2 min (130 s) | warm <= 2.0 min: not met |" in text
+    assert "| chapter | smoke cold | smoke warm | quick warm |" in text  # a build not measured has no column
+    assert "| 00_data | 12 | 12 | 9 |" in text and "| 01_knn_features | 40 | 40 | - |" in text
+    path.write_text(json.dumps({"command": "x", "benchmarks": [], "table": []}))
+    assert "has not been measured" in book_markdown(Benchmarks.load(path))

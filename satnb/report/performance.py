@@ -13,6 +13,9 @@ from satnb.core.fingerprint import PACKAGE_DIR
 from satnb.report.record import METHOD_NAMES
 
 RESULTS = "benchmarks/results.json"
+BOOK_BEGIN = "<!-- book-times: begin (scripts/sync_readme.py writes this from benchmarks/results.json) -->"
+BOOK_END = "<!-- book-times: end -->"
+BOOK_COMMANDS = {"smoke": "`SATNB_PROFILE=smoke bash scripts/book.sh`", "quick": "`bash scripts/book.sh` (the default)"}
 
 
 def find_results(name: str = RESULTS) -> Path:
@@ -105,7 +108,6 @@ class Benchmarks:
         } for key, r in rows.items()])
         return out.set_index(["method", "encoder"])
 
-
     def training_step(self) -> pd.DataFrame | None:
         """The training loop's real step per method and encoder: images/s against its variants, peak share, phases."""
         rec = self.records.get("step") or {}
@@ -128,6 +130,42 @@ class Benchmarks:
                 **{f"{k} share": _percent(v / total) for k, v in phases.items()},
             })
         return pd.DataFrame(out).set_index(["method", "encoder"])
+
+
+def book_markdown(bench: Benchmarks) -> str:
+    """The README's book build times: each profile's cold and warm build, its targets and its chapters' seconds."""
+    rec = bench.records.get("book")
+    if not rec:
+        return "The book's build has not been measured (`python benchmarks/run_all.py --only book --book`).\n"
+    checks, targets = rec.get("checks") or {}, {r["name"]: r for r in rec.get("ratios") or [] if r.get("target")}
+    p = rec.get("provenance") or {}
+    machine = (p.get("machine") or {}).get("cpu") or "?"
+    lines = [f"Measured by `benchmarks/bench_book.py` at {_minute(p.get('finished_at'))} UTC, commit "
+             f"{_short_commit(p.get('git_commit'))}, on {machine} (torch's default threads; "
+             f"{'carried over from an earlier run' if rec.get('carried_over') else 'this results file'}):", "",
+             "| book | cold cache | warm cache | targets |", "|---|---|---|---|"]
+    chapters: dict[str, dict[str, float]] = {}
+    for profile in (rec.get("settings") or {}).get("profiles") or []:
+        cells = []
+        for state in ("cold", "warm"):
+            run = checks.get(f"{profile} {state}") or {}
+            wall = run.get("wall_s")
+            ok = "" if run.get("exit_code") == 0 else f", exit {run.get('exit_code')}"
+            cells.append("n/a" if wall is None else f"{wall / 60:.1f} min ({wall:.0f} s{ok})")
+            for chapter, sec in (run.get("notebook_seconds") or {}).items():
+                chapters.setdefault(chapter, {})[f"{profile} {state}"] = sec
+        aims = [f"{state} {t['target']}: {'met' if t['passed'] else 'not met'}" for state in ("cold", "warm")
+                for t in [targets.get(f"{profile} book, {state} (wall)")] if t]
+        lines.append(f"| {profile}: {BOOK_COMMANDS.get(profile, profile)} | {cells[0]} | {cells[1]} | "
+                     f"{'; '.join(aims) or 'none'} |")
+    if chapters:
+        runs = sorted({r for secs in chapters.values() for r in secs},
+                      key=lambda r: (r.split()[0] != "smoke", r.split()[1] != "cold"))
+        lines += ["", "Seconds per chapter (the build's own timing, about 1 s resolution):", "",
+                  "| chapter | " + " | ".join(runs) + " |", "|---|" + "---|" * len(runs)]
+        lines += [f"| {chapter} | " + " | ".join(f"{secs[r]:.0f}" if r in secs else "-" for r in runs) + " |"
+                  for chapter, secs in chapters.items()]
+    return "\n".join(lines) + "\n"
 
 
 def _minute(stamp: str | None) -> str:

@@ -316,3 +316,31 @@ def test_an_archive_without_the_layout_says_what_is_missing(tmp_path):
                 tar.add(tree / src, arcname=arc)
         with pytest.raises(DataError, match=f"{archive.name}.*{why}"):
             load_image_archive(archive)
+
+
+def test_a_bad_member_of_an_archive_is_named(tmp_path):
+    """A corrupt image or a link to nothing inside an archive: the error names the archive and the member."""
+    import io
+    import tarfile
+
+    from satnb.core.image_folder import load_image_archive
+
+    tree = tmp_path / "tree"
+    _write_folder(tree, {"cat": ["0"], "dog": ["1"]})
+    (tree / "train" / "dog" / "1.png").write_bytes(b"not a png")
+    archive = tmp_path / "corrupt.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree / "train", arcname="train")
+        tar.add(tree / "test", arcname="test")
+    with pytest.raises(DataError, match="corrupt.tar.gz: train/dog/1.png is not a readable image"):
+        load_image_archive(archive)
+
+    archive = tmp_path / "dangling.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(tree / "test", arcname="train")
+        tar.add(tree / "test", arcname="test")
+        link = tarfile.TarInfo("train/cat/9.png")
+        link.type, link.linkname = tarfile.SYMTYPE, "nowhere.png"
+        tar.addfile(link, io.BytesIO(b""))
+    with pytest.raises(DataError, match="dangling.tar.gz is not a readable tar archive"):
+        load_image_archive(archive)

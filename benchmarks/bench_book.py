@@ -2,9 +2,9 @@
 
 Cold: a fresh, empty SATNB_CACHE, so every dataset is decoded and every model trained, attacked and
 evaluated from scratch (as in CI). Warm: the same cache again, so satnb serves every stage from its
-artifact cache and the build only re-executes the notebooks around it. The build runs exactly as
-scripts/book.sh runs it (``--warningiserror --keep-going``, SATNB_DATA=../shared/data when that
-folder exists) but writes into a temporary folder (``--path-output``), so it never touches the
+artifact cache and the build only re-executes the notebooks around it. The build is the README's book
+command itself, ``bash scripts/book.sh`` (no progress bars, SATNB_DATA=../shared/data when that folder
+exists), with this Python's venv and ``--path-output`` into a temporary folder, so it never touches the
 repository's own book/_build. It is slow: run_all.py runs it only with --book.
 
 Targets (absolute, not ratios): smoke <= 3 min cold; quick <= 12 min cold and <= 2 min warm (issue "Training at
@@ -27,24 +27,18 @@ from _common import ROOT, figure, log, main, ratio, record
 
 EXECUTED = re.compile(r"notebooks/(\S+)\.ipynb: Executed notebook in ([0-9.]+) seconds")
 TARGETS = {("smoke", "cold"): 3 * 60, ("quick", "cold"): 12 * 60, ("quick", "warm"): 2 * 60}
-
-
-def jupyter_book() -> str:
-    """The jupyter-book next to this Python (the project's venv), else the one on PATH."""
-    here = Path(sys.executable).parent / "jupyter-book"
-    return str(here) if here.exists() else (shutil.which("jupyter-book") or "jupyter-book")
+COMMAND_ARGS = ("--path-output",)  # after scripts/book.sh's own `jupyter-book build book/ --all`
 
 
 def build(profile: str, cache: Path, out: Path, log_path: Path, threads: int | None) -> tuple[float, float, int]:
     """Build the book once; returns (wall seconds, children CPU seconds, exit code)."""
-    env = dict(os.environ, SATNB_PROFILE=profile, SATNB_CACHE=str(cache))
-    data = ROOT.parent / "shared" / "data"
-    if data.is_dir():
-        env["SATNB_DATA"] = str(data)
+    # book.sh's own defaults decide the rest (SATNB_PROGRESS=0, SATNB_DATA); only the venv is this Python's
+    env = dict(os.environ, SATNB_PROFILE=profile, SATNB_CACHE=str(cache), SATNB_VENV=sys.prefix)
     env.pop("SATNB_THREADS", None)
+    env.pop("SATNB_PROGRESS", None)
     if threads is not None:
         env["SATNB_THREADS"] = str(threads)
-    cmd = [jupyter_book(), "build", "book/", "--warningiserror", "--keep-going", "--path-output", str(out)]
+    cmd = ["bash", "scripts/book.sh", *COMMAND_ARGS, str(out)]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with open(log_path, "w") as fh:
@@ -97,9 +91,8 @@ def run(args) -> dict:
             log(f"[book] kept {root}")
         else:
             shutil.rmtree(root, ignore_errors=True)
-    settings = {"profiles": profiles, "command": "jupyter-book build book/ --warningiserror --keep-going "
-                "--path-output <tmp>", "SATNB_DATA": str(ROOT.parent / "shared" / "data"),
-                "SATNB_THREADS": args.book_threads}
+    settings = {"profiles": profiles, "command": "bash scripts/book.sh --path-output <tmp>",
+                "SATNB_DATA": str(ROOT.parent / "shared" / "data"), "SATNB_THREADS": args.book_threads}
     return record("book", "Book build time, cold and warm cache", settings, figures, ratios,
                   time.perf_counter() - t_start, checks,
                   notes="wall clock of whole builds: unlike the other benchmarks, affected by other processes")

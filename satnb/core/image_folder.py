@@ -1,8 +1,8 @@
 """Image-folder datasets (`train/<class>/*`, `test/<class>/*`) and their .tar.gz archives, decoded once into a cache.
 
 An archive is decoded straight from its compressed stream, one image after another: nothing is extracted to disk.
-Decoding the 60 000 small CIFAR-10 JPEGs in one thread is faster than in a thread pool (each image holds the GIL
-for most of its 0.1 ms), and reading the archive once is faster than writing and listing 60 000 files.
+Decoding the 60 000 small CIFAR-10 JPEGs (about 0.1 ms each) in one thread measured faster than in a pool of 4
+threads on 2 cores, and reading the archive once is faster than writing and listing 60 000 files.
 """
 
 from __future__ import annotations

@@ -27,7 +27,6 @@ from _common import ROOT, figure, log, main, ratio, record
 
 EXECUTED = re.compile(r"notebooks/(\S+)\.ipynb: Executed notebook in ([0-9.]+) seconds")
 TARGETS = {("smoke", "cold"): 3 * 60, ("quick", "cold"): 12 * 60, ("quick", "warm"): 2 * 60}
-COMMAND_ARGS = ("--path-output",)  # after scripts/book.sh's own `jupyter-book build book/ --all`
 
 
 def build(profile: str, cache: Path, out: Path, log_path: Path, threads: int | None) -> tuple[float, float, int]:
@@ -38,7 +37,7 @@ def build(profile: str, cache: Path, out: Path, log_path: Path, threads: int | N
     env.pop("SATNB_PROGRESS", None)
     if threads is not None:
         env["SATNB_THREADS"] = str(threads)
-    cmd = ["bash", "scripts/book.sh", *COMMAND_ARGS, str(out)]
+    cmd = ["bash", "scripts/book.sh", "--path-output", str(out)]  # after book.sh's own `build book/ --all`
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     with open(log_path, "w") as fh:

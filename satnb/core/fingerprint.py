@@ -300,17 +300,17 @@ class Snapshot:
     def on_disk(self) -> dict:
         """The fingerprints an earlier process of the same sources computed (empty when none or unreadable)."""
         if self._disk is None:
-            path = self.memo_file()
+            path, found = self.memo_file(), None
             try:
-                self._disk = json.loads(path.read_text()) if path is not None else {}
+                found = json.loads(path.read_text()) if path is not None else None
             except (OSError, ValueError):  # absent, half-written by a killed process, or not JSON
-                self._disk = {}
-            if not isinstance(self._disk, dict):
-                self._disk = {}
+                pass
+            self._disk = found if isinstance(found, dict) else {}
         return self._disk
 
     def save(self) -> None:
-        """Add this process's fingerprints to the file (replaced whole: a reader never sees half of it)."""
+        """Add this process's fingerprints to the file (replaced whole: a reader never sees half of it; written
+        here, not with `store.atomic_write_bytes`, because the store imports this module)."""
         path = self.memo_file()
         if path is None:
             return

@@ -154,8 +154,11 @@ def book_markdown(bench: Benchmarks) -> str:
             cells.append("n/a" if wall is None else f"{wall / 60:.1f} min ({wall:.0f} s{ok})")
             for chapter, sec in (run.get("notebook_seconds") or {}).items():
                 chapters.setdefault(chapter, {})[f"{profile} {state}"] = sec
-        aims = [f"{state} {t['target']}: {'met' if t['passed'] else 'not met'}" for state in ("cold", "warm")
-                for t in [targets.get(f"{profile} book, {state} (wall)")] if t]
+        aims = []
+        for state in ("cold", "warm"):
+            t = targets.get(f"{profile} book, {state} (wall)")
+            if t:
+                aims.append(f"{state} {t['target']}: {'met' if t['passed'] else 'not met'}")
         lines.append(f"| {profile}: {BOOK_COMMANDS.get(profile, profile)} | {cells[0]} | {cells[1]} | "
                      f"{'; '.join(aims) or 'none'} |")
     if chapters:

@@ -7,6 +7,7 @@ import pytest
 
 from satnb.core.config import ConfigError
 from satnb.core.identity import ModelId
+from satnb.experiment.pipeline import Pipeline
 from satnb.experiment.run import collect, decides_claim1
 
 
@@ -76,3 +77,21 @@ def test_trajectory_points_attack_the_first_trajectory_images(tiny_pipeline):
 def test_bad_trajectory_images_are_refused(tiny_profile):
     with pytest.raises(ConfigError, match="trajectory_images=0"):
         dataclasses.replace(tiny_profile, trajectory_images=0)
+
+
+def test_the_grid_measures_the_models_the_run_made(tiny_pipeline):
+    pipe = tiny_pipeline
+    pipe.profile = dataclasses.replace(pipe.profile, seeds=(0,), trajectory_images=10, grid_images=10)
+    grid_profile = pipe.profile.for_grid()
+    # a pipeline of the grid's sizes alone keys a fine-tuning run otherwise (its N is the trajectory's)
+    assert Pipeline(grid_profile, pipe.data, pipe.store)._trajectory_key != pipe._trajectory_key
+    sized = pipe.sized(grid_profile)
+    made = sized.entry(ModelId.sat(ModelId.pretrained("npid"), objective=pipe.profile.sat.objective))
+    assert pipe.entry(made.id) is made and not made.cached
+    again = Pipeline(pipe.profile, pipe.data, pipe.store).sat("npid")  # the run's own key: read, not fine-tuned
+    assert again.cached and again.key == made.key
+
+
+def test_a_sized_pipeline_differs_only_in_attack_sizes(tiny_pipeline):
+    with pytest.raises(ConfigError, match="only in attack sizes"):
+        tiny_pipeline.sized(dataclasses.replace(tiny_pipeline.profile, seed=tiny_pipeline.profile.seed + 1))

@@ -93,6 +93,7 @@ class Pipeline:
         self.profile, self.data, self.store = profile, data, store or Store()
         self.device, self.progress = torch.device(device), progress
         self.entries: dict[ModelId, TrainedModel] = {}
+        self._maker: Pipeline = self  # the pipeline that makes (and keys) this one's models: itself unless `sized`
         self._libraries: dict[ModelId, KNN] = {}
         self._features: dict[tuple[ModelId, str], torch.Tensor] = {}
         n_lib = profile.n_library
@@ -129,8 +130,22 @@ class Pipeline:
         mid = self.resolve(model)
         if mid in self.entries:
             return self.entries[mid]
-        make = {"pretrained": self.train, "sat": self.sat, "baseline": self.baseline}[mid.kind]
+        maker = self._maker
+        make = {"pretrained": maker.train, "sat": maker.sat, "baseline": maker.baseline}[mid.kind]
         return make(mid)
+
+    def sized(self, profile: Profile) -> Pipeline:
+        """This pipeline measuring with another profile's attack sizes (`Profile.for_grid`, `for_claim1`): the same
+        data, store and models, each made once, by this pipeline."""
+        # a fine-tuning run's cache key names its trajectory's attack size against its own profile's, so a second
+        # pipeline making the models itself would miss this one's cached runs and fine-tune them all again
+        if dataclasses.replace(profile, protocol=self.profile.protocol, zoo=self.profile.zoo) != self.profile:
+            raise ConfigError("a sized pipeline differs from its own only in attack sizes (protocol and zoo "
+                              "settings); make a new Pipeline for a profile that trains or fine-tunes otherwise")
+        other = Pipeline(profile, self.data, self.store, device=self.device, progress=self.progress)
+        other._maker = self._maker
+        other.entries, other._libraries, other._features = self.entries, self._libraries, self._features
+        return other
 
     def add(self, entry: TrainedModel) -> TrainedModel:
         """Register a model (produced here or elsewhere) so it is evaluated like the others."""

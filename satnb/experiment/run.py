@@ -109,9 +109,7 @@ class Measuring:
         self.grid = self._sized(pipe.profile.for_grid())
 
     def _sized(self, profile: Profile) -> Studies:
-        pipe = self.pipe
-        return self.studies if profile is pipe.profile else Studies(
-            Pipeline(profile, pipe.data, pipe.store, device=pipe.device, progress=pipe.progress))
+        return self.studies if profile is self.pipe.profile else Studies(self.pipe.sized(profile))
 
     def __call__(self, mid: ModelId, eps_space: str = "pixel", guide: str | None = None) -> Studies:
         """The studies that measure `mid` with eps in `eps_space` units under the guide rule `guide` (None: the

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchvision.transforms.v2 import functional as TF
+
+from satnb.nets import tvfunctional as TF
 
 CROP_MODES = ("resized", "translate", "pad", "none")
 

@@ -84,7 +84,7 @@ def test_settings_are_grouped_by_what_reads_them():
     assert not names["protocol"] & names["zoo"] and not (names["protocol"] | names["zoo"]) & own
     # a results file holds every group as a nested object
     d = get_profile("quick").to_dict()
-    assert d["protocol"]["k"] == 75 and d["zoo"]["n_images"] == 100 and d["sat"]["iterations"] == 40
+    assert d["protocol"]["k"] == 75 and d["zoo"]["n_images"] == 50 and d["sat"]["iterations"] == 40
     assert json.loads(json.dumps(d))["protocol"] == d["protocol"] and "k" not in d
 
 

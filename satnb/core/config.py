@@ -342,7 +342,10 @@ PROFILES: dict[str, Profile] = {
                           {"ndf": 16, "n_rkhs": 64, "n_depth": 1, "use_bn": True}, warmup_epochs=0.5),
         protocol=ProtocolSettings(k=15, m=30, n_attack=40, n_subview=20, n_attack_opt=12, opt_binary_steps=3,
                                   opt_steps=15),
-        zoo=ZooSettings(queries=100, restarts=2, steps_factor=2, strong_opt_binary_steps=3, strong_opt_steps=30),
+        # the zoo and the trajectory points on the first 16 attacked images: the zoo on 10 models was the smoke
+        # book's largest cost at 40 (about a quarter of its cold build, 2026-12-06)
+        zoo=ZooSettings(n_images=16, queries=100, restarts=2, steps_factor=2, strong_opt_binary_steps=3,
+                        strong_opt_steps=30), trajectory_images=16,
         sat=SATSettings(iterations=4, batch_size=50, refresh_every=2, eval_every=2),
         baselines=BaselineSettings(epochs=1, batch_size=50), mi_steps=40, curve_every=0,
     ),
@@ -350,10 +353,13 @@ PROFILES: dict[str, Profile] = {
         name="quick", n_train=5000, n_test=1000,
         train=cpu_recipes({"amdim": 8, "npid": 8, "simclr": 10, "sup": 15}, 256, QUICK_ENCODER),
         protocol=ProtocolSettings(k=75, m=100, n_subview=200, n_attack_opt=30, opt_binary_steps=4, opt_steps=30),
-        zoo=ZooSettings(n_images=100, queries=200, restarts=2, steps_factor=3),
+        # the attack zoo on the first 50 attacked images, SAT's and AT/MAT/ALP's trajectory points on the first
+        # 300 (the final models on every one) and the kNN curve every 2nd epoch: the default book's 12-minute
+        # budget (the zoo on 10 models took about 180 s of its 15-minute cold build at 100 images, benchmarks/)
+        zoo=ZooSettings(n_images=50, queries=200, restarts=2, steps_factor=3), trajectory_images=300,
         sat=SATSettings(iterations=40, batch_size=100, refresh_every=10, eval_every=20),
         baselines=BaselineSettings(epochs=2, batch_size=100, lr=0.02, weight_decay=5e-4, optimizer="sgd",
-                                   schedule="cosine", warmup_epochs=0.2), curve_every=1,
+                                   schedule="cosine", warmup_epochs=0.2), curve_every=2,
         # no refresh check: at this N its intervals are too wide to tell the periods apart, and it took 62 s of
         # the default book's 12-minute budget (benchmarks/, 2026-12-06); the reference run checks it
         seeds=(0, 1, 2), grid_seeds=1,

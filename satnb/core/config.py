@@ -337,12 +337,13 @@ _PAPER_AMDIM = {"ndf": 128, "n_rkhs": 128, "n_depth": 3}
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
-        name="smoke", n_train=1000, n_test=500,
+        name="smoke", n_train=500, n_test=500,
         train=cpu_recipes({"amdim": 1, "npid": 1, "simclr": 1, "sup": 2}, 128,
                           {"ndf": 16, "n_rkhs": 64, "n_depth": 1, "use_bn": True}, warmup_epochs=0.5),
-        # half the paper's PGD steps at 1.5x its step (each still reaches its eps), the training attacks of SAT and
-        # AT/MAT/ALP included; the zoo and the trajectory points on the first 16 attacked images (the zoo on 10
-        # models was the smoke book's largest cost at 40): a wiring check in the smoke book's 3 minutes
+        # 500 training images; half the paper's PGD steps at 1.5x its step (each still reaches its eps), the training
+        # attacks of SAT and AT/MAT/ALP included; the zoo and the trajectory points on the first 16 attacked images
+        # (the zoo on 10 models was the smoke book's largest cost at 40): a wiring check in the smoke book's 3
+        # minutes (180 s cold with 1 000 training images, 2026-12-06)
         protocol=ProtocolSettings(k=15, m=30, n_attack=40, n_subview=20, n_attack_opt=12, opt_binary_steps=3,
                                   opt_steps=15, small=AttackSettings(0.03, 0.0075, 5),
                                   large=AttackSettings(0.06, 0.0075, 10)),
@@ -355,10 +356,11 @@ PROFILES: dict[str, Profile] = {
         name="quick", n_train=5000, n_test=1000,
         train=cpu_recipes({"amdim": 8, "npid": 8, "simclr": 10, "sup": 15}, 256, QUICK_ENCODER),
         protocol=ProtocolSettings(k=75, m=100, n_subview=200, n_attack_opt=30, opt_binary_steps=4, opt_steps=30),
-        # the attack zoo on the first 50 attacked images, SAT's and AT/MAT/ALP's trajectory points on the first
-        # 300 (the final models on every one) and the kNN curve every 2nd epoch: the default book's 12-minute
-        # budget (the zoo on 10 models took about 180 s of its 15-minute cold build at 100 images, benchmarks/)
-        zoo=ZooSettings(n_images=50, queries=200, restarts=2, steps_factor=3), trajectory_images=300,
+        # the attack zoo on the first 50 attacked images with 100 black-box queries, SAT's and AT/MAT/ALP's
+        # trajectory points on the first 300 (the final models on every one) and the kNN curve every 2nd epoch: the
+        # default book's 12-minute budget (the zoo on 10 models took about 180 s of its 15-minute cold build at 100
+        # images and 200 queries; 677-743 s cold with 200 queries, benchmarks/)
+        zoo=ZooSettings(n_images=50, queries=100, restarts=2, steps_factor=3), trajectory_images=300,
         sat=SATSettings(iterations=40, batch_size=100, refresh_every=10, eval_every=20),
         baselines=BaselineSettings(epochs=2, batch_size=100, lr=0.02, weight_decay=5e-4, optimizer="sgd",
                                    schedule="cosine", warmup_epochs=0.2), curve_every=2,

@@ -340,17 +340,17 @@ PROFILES: dict[str, Profile] = {
         name="smoke", n_train=500, n_test=500,
         train=cpu_recipes({"amdim": 1, "npid": 1, "simclr": 1, "sup": 2}, 128,
                           {"ndf": 16, "n_rkhs": 64, "n_depth": 1, "use_bn": True}, warmup_epochs=0.5),
-        # 500 training images; half the paper's PGD steps at 1.5x its step (each still reaches its eps), the training
-        # attacks of SAT and AT/MAT/ALP included; the zoo and the trajectory points on the first 16 attacked images
-        # (the zoo on 10 models was the smoke book's largest cost at 40): a wiring check in the smoke book's 3
-        # minutes (180 s cold with 1 000 training images, 2026-12-06)
-        protocol=ProtocolSettings(k=15, m=30, n_attack=40, n_subview=20, n_attack_opt=12, opt_binary_steps=3,
+        # a wiring check in the smoke book's 3 minutes (its cold build took 180-197 s in three quiet measurements on
+        # 2026-12-06 with 40 attacked images, the paper's PGD steps and 1 000 training images, or some of them):
+        # 500 training images, 24 attacked, half the paper's PGD steps at 1.5x its step (each still reaches its
+        # eps; the training attacks of SAT and AT/MAT/ALP too), the zoo and the trajectory points on the first 10
+        protocol=ProtocolSettings(k=15, m=30, n_attack=24, n_subview=12, n_attack_opt=8, opt_binary_steps=3,
                                   opt_steps=15, small=AttackSettings(0.03, 0.0075, 5),
                                   large=AttackSettings(0.06, 0.0075, 10)),
-        zoo=ZooSettings(n_images=16, queries=100, restarts=2, steps_factor=2, strong_opt_binary_steps=3,
-                        strong_opt_steps=30), trajectory_images=16,
+        zoo=ZooSettings(n_images=10, queries=100, restarts=2, steps_factor=2, strong_opt_binary_steps=3,
+                        strong_opt_steps=30), trajectory_images=10,
         sat=SATSettings(iterations=4, batch_size=50, refresh_every=2, eval_every=2),
-        baselines=BaselineSettings(epochs=1, batch_size=50), mi_steps=40, curve_every=0,
+        baselines=BaselineSettings(epochs=1, batch_size=50), mi_steps=20, curve_every=0,
     ),
     "quick": Profile(
         name="quick", n_train=5000, n_test=1000,

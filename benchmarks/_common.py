@@ -187,9 +187,41 @@ def record(benchmark: str, title: str, settings: dict, figures: list[dict], rati
             "provenance": provenance(wall_time_s=seconds)}
 
 
+def keep_other_profiles(new: dict, old: dict | None) -> dict:
+    """`new` plus the profiles that `old` (the same benchmark's previous record) measured and `new` did not.
+
+    A book build of smoke alone must not drop quick's figures: each figure, target and check carried over keeps
+    when and at which commit it was measured (`measured_at`, `git_commit`). Records without profiles pass as they are.
+    """
+    profiles = (new.get("settings") or {}).get("profiles")
+    if not old or profiles is None or new.get("error"):
+        return new
+    keep = [p for p in (old.get("settings") or {}).get("profiles") or [] if p not in profiles]
+    if not keep:
+        return new
+    prov = old.get("provenance") or {}
+    stamp = {"measured_at": prov.get("finished_at"), "git_commit": prov.get("git_commit")}
+
+    def theirs(name: str) -> bool:
+        return name.split(" ", 1)[0] in keep
+
+    def carried(item: dict) -> dict:
+        return {**stamp, **item}  # an item carried over before keeps its own stamp
+
+    ratios = [carried(r) for r in old.get("ratios", []) if theirs(r["name"])]
+    return {**new, "settings": {**new["settings"], "profiles": [*profiles, *keep]},
+            "figures": new["figures"] + [carried(f) for f in old.get("figures", []) if theirs(f["name"])],
+            "ratios": new["ratios"] + ratios,
+            "checks": {**(new.get("checks") or {}),
+                       **{k: carried(v) for k, v in (old.get("checks") or {}).items() if theirs(k)}},
+            "passed": bool(new["passed"]) and all(r["passed"] for r in ratios if r["passed"] is not None)}
+
+
 def save(rec: dict, path: Path = RESULTS) -> None:
     """Put this record into results.json in place of the same benchmark's previous one, and its table with it."""
     data = json.loads(path.read_text()) if path.is_file() else {"benchmarks": []}
+    old = next((r for r in data.get("benchmarks", []) if r.get("benchmark") == rec["benchmark"]), None)
+    rec = keep_other_profiles(rec, old)
     data["benchmarks"] = [r for r in data.get("benchmarks", []) if r.get("benchmark") != rec["benchmark"]] + [rec]
     data["table"] = flat(data["benchmarks"])  # the rows the Performance chapter reads: never older than the records
     path.write_text(json.dumps(data, indent=1) + "\n")
@@ -205,7 +237,8 @@ def flat(records: list[dict]) -> list[dict]:
             kind = "target" if item.get("target") else ("ratio" if item["unit"] == "x" else "figure")
             rows.append({"benchmark": rec["benchmark"], "kind": kind, "metric": item["name"], "value": item["value"],
                          "unit": item["unit"], "target": item.get("target"), "passed": item.get("passed"),
-                         "note": item.get("note", ""), "measured_at": when, "carried_over": carried})
+                         "note": item.get("note", ""), "measured_at": item.get("measured_at") or when,
+                         "carried_over": carried or "measured_at" in item})
         if rec.get("error"):
             rows.append({"benchmark": rec["benchmark"], "kind": "error", "metric": "ERROR", "value": None,
                          "unit": "", "target": None, "passed": False, "note": rec["error"], "measured_at": when,

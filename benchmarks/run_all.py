@@ -25,6 +25,7 @@ from _common import (  # noqa: E402
     NotMeasurableHere,
     configure,
     flat,
+    keep_other_profiles,
     log,
     parser,
     print_table,
@@ -74,6 +75,8 @@ def main() -> int:
         log(f"=== {name}: {rec['seconds']:.0f} s, {'passed' if rec['passed'] else 'FAILED'}")
     wall = time.perf_counter() - t0
     previous = json.loads(args.out.read_text()).get("benchmarks", []) if args.out.is_file() else []
+    before = {r.get("benchmark"): r for r in previous}
+    records = [keep_other_profiles(r, before.get(r["benchmark"])) for r in records]
     done = {r["benchmark"] for r in records}
     kept = [dict(r, carried_over=True) for r in previous if r.get("benchmark") not in done]
     order = list(BENCHMARKS)

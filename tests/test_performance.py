@@ -1,6 +1,7 @@
 """The Performance page's tables come from the committed benchmark results, formatted by rules that are checked."""
 
 import json
+import sys
 
 import pytest
 
@@ -207,3 +208,40 @@ def test_the_readme_book_times_come_from_the_book_record(tmp_path):
     assert "| 00_data | 12 | 12 | 9 |" in text and "| 01_knn_features | 40 | 40 | - |" in text
     path.write_text(json.dumps({"command": "x", "benchmarks": [], "table": []}))
     assert "has not been measured" in book_markdown(Benchmarks.load(path))
+
+
+def test_a_build_of_one_profile_keeps_the_other_profiles_figures(tmp_path):
+    """Benchmarking the smoke book alone keeps quick's figures, each saying when and at which commit it was measured."""
+    sys.path.insert(0, str(find_results().parents[1] / "benchmarks"))
+    from _common import flat, keep_other_profiles, save
+
+    from satnb.report.performance import book_markdown
+
+    def book(profiles, wall, when, commit, passed=True):
+        figs = [{"name": f"{p} book, cold cache (wall)", "value": wall, "unit": "s"} for p in profiles]
+        ratios = [{"name": f"{p} book, cold (wall)", "value": wall, "unit": "s", "target": "<= 3.0 min",
+                   "passed": passed} for p in profiles]
+        checks = {f"{p} cold": {"exit_code": 0, "wall_s": wall, "notebook_seconds": {"00_data": 1.0}}
+                  for p in profiles}
+        return {"benchmark": "book", "settings": {"profiles": profiles}, "figures": figs, "ratios": ratios,
+                "checks": checks, "passed": passed, "provenance": {"finished_at": when, "git_commit": commit}}
+
+    path = tmp_path / "results.json"
+    save(book(["smoke", "quick"], 600.0, "2026-12-06T20:03:44+0000", "aaaaaaaaaaaa", passed=False), path)
+    save(book(["smoke"], 150.0, "2026-12-07T09:00:00+0000", "bbbbbbbbbbbb"), path)
+    data = json.loads(path.read_text())
+    rec = data["benchmarks"][0]
+    assert rec["settings"]["profiles"] == ["smoke", "quick"] and rec["passed"] is False  # quick's failed target stays
+    rows = {r["metric"]: r for r in data["table"]}
+    assert rows["quick book, cold cache (wall)"]["measured_at"] == "2026-12-06T20:03:44+0000"
+    assert rows["quick book, cold cache (wall)"]["carried_over"] and not rows["smoke book, cold (wall)"]["carried_over"]
+    assert rows["smoke book, cold cache (wall)"]["value"] == 150.0
+    text = book_markdown(Benchmarks.load(path))
+    assert "| quick: `bash scripts/book.sh` (the default) (measured 2026-12-06 20:03 UTC, commit aaaaaaaaaa) |" in text
+    assert "| smoke: `SATNB_PROFILE=smoke bash scripts/book.sh` | 2.5 min (150 s) |" in text
+    # measured a third time, smoke alone again: quick keeps its first stamp; a record without profiles is as it was
+    save(book(["smoke"], 140.0, "2026-12-08T09:00:00+0000", "cccccccccccc"), path)
+    assert "commit aaaaaaaaaa" in book_markdown(Benchmarks.load(path))
+    other = {"benchmark": "knn", "settings": {}, "figures": [], "ratios": [], "passed": True}
+    assert keep_other_profiles(other, {"benchmark": "knn", "settings": {"profiles": ["x"]}}) is other
+    assert flat([other]) == []

@@ -159,7 +159,11 @@ def book_markdown(bench: Benchmarks) -> str:
             t = targets.get(f"{profile} book, {state} (wall)")
             if t:
                 aims.append(f"{state} {t['target']}: {'met' if t['passed'] else 'not met'}")
-        lines.append(f"| {profile}: {BOOK_COMMANDS.get(profile, profile)} | {cells[0]} | {cells[1]} | "
+        # a profile carried over from an earlier measurement says when and at which commit it was measured
+        stamp = next((c for k, c in checks.items() if k.split(" ", 1)[0] == profile and c.get("measured_at")), None)
+        when = f" (measured {_minute(stamp['measured_at'])} UTC, commit {_short_commit(stamp.get('git_commit'))})" \
+            if stamp else ""
+        lines.append(f"| {profile}: {BOOK_COMMANDS.get(profile, profile)}{when} | {cells[0]} | {cells[1]} | "
                      f"{'; '.join(aims) or 'none'} |")
     if chapters:
         runs = sorted({r for secs in chapters.values() for r in secs},

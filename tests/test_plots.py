@@ -84,3 +84,18 @@ def test_figs3_4_legend_names_every_model_and_the_paper():
     texts = _legend_texts(fig)
     plt.close(fig)
     assert set(OURS["model"]) | {"paper (CIFAR-10)"} == set(texts)
+
+
+def test_more_models_than_tab10_still_get_one_distinct_colour_each():
+    # the reference run trains 11 models (three seeds of AMDIM, NPID and SUP, SimCLR, SUP ls0.1): a 10-colour
+    # palette once dropped the 11th from the kNN-curve figure, and the book build failed on it
+    names = [f"model {i}" for i in range(23)]
+    palette = plots.model_palette(names)
+    assert list(palette) == names
+    assert len({tuple(np.round(c, 6)) for c in palette.values()}) == len(names)
+    curves = pd.DataFrame([{"run": "reference run", "model": m, "epoch": e, "minutes": e, "kNN accuracy": 0.1 * e}
+                           for m in names[:11] for e in (1, 2)])
+    fig = plots.knn_curves(curves)
+    drawn = {tuple(np.round(line.get_color(), 6)) for line in fig.axes[0].get_lines() if len(line.get_xdata())}
+    plt.close(fig)
+    assert drawn == {tuple(np.round(c, 6)) for c in plots.model_palette(names[:11]).values()}

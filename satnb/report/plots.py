@@ -29,6 +29,13 @@ def _grid(n: int, ncols: int, height: float, **kw) -> tuple[plt.Figure, np.ndarr
     return fig, axes
 
 
+def model_palette(names) -> dict[str, tuple[float, float, float]]:
+    """A distinct colour for each name, in order: tab10 up to ten names, evenly spaced hues beyond (no repeats)."""
+    names = list(dict.fromkeys(names))
+    colors = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))
+    return dict(zip(names, colors))
+
+
 def _legend_below(fig: plt.Figure, axes, ncol: int = 3, **kw) -> None:
     """One legend for the whole figure, under it: every label of every panel once (no series left out)."""
     found: dict[str, object] = {}
@@ -177,14 +184,15 @@ MEASURES = (("dsr", "DSR", "DSR"), ("robust", "robust accuracy", "robust accurac
 def sat_trajectory_plot(trajectories: dict[str, list[dict]], paper: bool = True) -> plt.Figure:
     """Fig. 2 style: clean ACC against DSR (top) and robust accuracy (bottom) along SAT, one path per seed model."""
     fig, axes = plt.subplots(2, 2, figsize=(PAGE_IN, 6.0), sharey="row", squeeze=False)
+    colors = model_palette(trajectories)
     for row, (key, name_y, paper_y) in enumerate(MEASURES):
         for ax, setting in zip(axes[row], ("small", "large")):
             col = f"{key}_{setting}"
-            for i, (name, traj) in enumerate(trajectories.items()):
+            for name, traj in trajectories.items():
                 df = pd.DataFrame(traj)
                 if df.empty or col not in df:
                     continue
-                color = sns.color_palette()[i]
+                color = colors[name]
                 ax.plot(df["acc"], df[col], "-o", color=color, ms=3, label=f"{name} (ours)")
                 ax.annotate("start", (df["acc"].iloc[0], df[col].iloc[0]), fontsize=7, color=color)
                 ax.annotate(f"it {int(df['iteration'].iloc[-1])}", (df["acc"].iloc[-1], df[col].iloc[-1]),
@@ -214,7 +222,7 @@ def tradeoff_plot(ours: pd.DataFrame, paper: bool = True) -> plt.Figure:
     """
     measures = [("DSR", "DSR")] + ([("robust", "robust accuracy")] if "robust small" in ours else [])
     fig, axes = plt.subplots(len(measures), 2, figsize=(PAGE_IN, 3.2 * len(measures)), sharey="row", squeeze=False)
-    palette = dict(zip(ours["model"], sns.color_palette("tab10", len(ours))))
+    palette = model_palette(ours["model"])
     for row, (prefix, name_y) in enumerate(measures):
         for ax, setting in zip(axes[row], ("small", "large")):
             col = f"{prefix} {setting}"
@@ -281,7 +289,7 @@ def knn_curves(frame: pd.DataFrame) -> plt.Figure:
     if frame.empty:
         return _empty("no kNN-accuracy curve recorded (the profile's curve_every is 0, or the file predates curves)")
     runs = list(dict.fromkeys(frame["run"]))
-    palette = dict(zip(dict.fromkeys(frame["model"]), sns.color_palette("tab10")))
+    palette = model_palette(frame["model"])
     fig, axes = plt.subplots(len(runs), 2, figsize=(PAGE_IN, 2.8 * len(runs)), sharey=True, squeeze=False)
     for row, run in zip(axes, runs):
         sel = frame[frame["run"] == run]
@@ -304,7 +312,7 @@ def clean_accuracy_curves(frame: pd.DataFrame, unit: str = "epoch") -> plt.Figur
     if frame.empty:
         return _empty("no fine-tuning trajectory recorded")
     runs = list(dict.fromkeys(frame["run"]))
-    palette = dict(zip(dict.fromkeys(frame["model"]), sns.color_palette("tab10")))
+    palette = model_palette(frame["model"])
     fig, axes = _grid(len(runs), 3, 2.8, sharey=True)
     for ax, run in zip(axes.flat, runs):
         sns.lineplot(data=frame[frame["run"] == run], x=unit, y="ACC", hue="model", palette=palette, marker="o",

@@ -97,6 +97,17 @@ def test_current_reference_run(tmp_path):
     assert str(tmp_path) not in ref.sentence()
 
 
+def test_every_correct_image_attacked_names_the_range_of_n(tmp_path):
+    # attacking every correctly classified test image gives each model its own N: the heading and the sentence
+    # must not pass the first model's off as the run's
+    res = _run()
+    res["evaluation"]["pixel"]["amdim"]["n_attacked"] = 6861
+    res["evaluation"]["pixel"]["sup"]["n_attacked"] = 8343
+    ref = reference.reference_run(directory=_write(tmp_path, res))
+    assert ref.heading == "reference run (cpu, 10,000 test images, N = 6,861 to 8,343 by model)"
+    assert "N = 6,861 to 8,343 by model" in ref.sentence()
+
+
 def test_stale_reference_run_says_which_stage(tmp_path):
     ref = reference.reference_run(directory=_write(tmp_path, _run(current=False)))
     assert ref.available and not ref.current and ref.state == "stale" and "train" in ref.stale

@@ -98,12 +98,14 @@ def test_environment_view_shortens_the_commit_and_names_minutes():
 
 def test_claims_verdicts_have_a_row_per_run_and_a_column_per_claim(monkeypatch):
     fake = [claims.Claim(n, f"verdict {n}") for n in sorted(claims.CLAIMS)]
-    monkeypatch.setattr(claims, "assess", lambda res, space="pixel": fake)
+    monkeypatch.setattr(views, "assess", lambda res, space="pixel": fake)
     res = {"profile": "quick", "dataset": {"dataset": "cifar10"}, "evaluation": {"pixel": {"sup": {"n_attacked": 9}}}}
-    table = claims.verdicts({"this build": res, "other": res})
+    every_correct = {**res, "evaluation": {"pixel": {"sup": {"n_attacked": 9}, "amdim": {"n_attacked": 1200}}}}
+    table = views.verdicts({"this build": res, "other": every_correct})
     assert list(table.columns) == ["claim 1", "claim 2", "claim 3", "claim 4"]
-    assert list(table.index) == ["this build (quick, cifar10, N=9)", "other (quick, cifar10, N=9)"]
-    assert table.loc["other (quick, cifar10, N=9)", "claim 3"] == "verdict 3"
+    # each model attacked on its own N (every correct image): the range, not the first model's N
+    assert list(table.index) == ["this build (quick, cifar10, N=9)", "other (quick, cifar10, N=9 to 1,200 by model)"]
+    assert table.loc["other (quick, cifar10, N=9 to 1,200 by model)", "claim 3"] == "verdict 3"
 
 
 def test_proportion_text_gives_wilsons_interval():

@@ -58,6 +58,15 @@ def count(n) -> str:
     return f"{int(n):,}" if isinstance(n, (int, float, np.integer)) and not missing(n) else "?"
 
 
+def attacked(records: Mapping[str, dict]) -> str:
+    """N attacked as text: "1,000" when every record shares it, "6,242 to 8,372 by model" when not, "?" when none."""
+    ns = sorted({int(r["n_attacked"]) for r in records.values()
+                 if isinstance(r, dict) and not missing(r.get("n_attacked"))})
+    if not ns:
+        return "?"
+    return count(ns[0]) if len(ns) == 1 else f"{count(ns[0])} to {count(ns[-1])} by model"
+
+
 def points(a, b) -> str:
     """a minus b in percentage points ("+3.2 points"), "not recorded" when either is missing."""
     return MISSING if missing(a) or missing(b) else f"{(a - b) * 100:+.1f} points"

@@ -382,16 +382,3 @@ def claims_records(res: dict, space: str = "pixel") -> list[dict]:
     """The claims as JSON data (what `python -m satnb run` writes into a results file)."""
     return [c.to_dict() for c in assess(res, space)]
 
-
-def verdicts(runs: dict[str, dict], space: str = "pixel") -> pd.DataFrame:
-    """One row of claim verdicts per run (this build's and every committed one), a column per claim ("claim 1")."""
-    rows = {}
-    for name, res in runs.items():
-        heading = f"{name} ({res['profile']}, {res['dataset']['dataset']}, N={_n_attacked(res, space)})"
-        rows[heading] = {f"claim {c.number}": c.verdict for c in assess(res, space)}
-    return pd.DataFrame.from_dict(rows, orient="index")
-
-
-def _n_attacked(res: dict, space: str) -> int | str:
-    ev = res["evaluation"].get(space, {})
-    return next((r["n_attacked"] for r in ev.values()), "?")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from satnb.report.cells import MEASURES, count, measure_columns, run_encoder, text, with_intervals
+from satnb.report.cells import MEASURES, attacked, count, measure_columns, run_encoder, text, with_intervals
 from satnb.report.record import MISSING, evaluation_records, label, load_results, results_dir, staleness
 from satnb.report.tables import zoo_table
 
@@ -20,7 +20,7 @@ REFERENCE_PROFILE = "cpu"  # the committed reference run: the cpu profile on all
 
 
 def _first(records: Mapping[str, dict], key: str):
-    """A number every record of a run shares (N attacked, test images): the first record's."""
+    """A number every record of a run shares (test images): the first record's."""
     return next((r.get(key) for r in records.values() if isinstance(r, dict) and r.get(key) is not None), None)
 
 
@@ -30,9 +30,9 @@ def run_heading(what: str, profile: str, records: Mapping[str, dict], note: str 
 
     Test images and N come from the run's evaluation records; `n_test` stands in when there are none.
     """
-    n_test, n = _first(records, "n_test") or n_test, _first(records, "n_attacked")
+    n_test, n = _first(records, "n_test") or n_test, attacked(records)
     parts = [profile] + ([f"{count(n_test)} test images"] if n_test is not None else []) + \
-        ([f"N = {count(n)}"] if n is not None else []) + ([note] if note else [])
+        ([f"N = {n}"] if n != "?" else []) + ([note] if note else [])
     return f"{what} ({', '.join(parts)})"
 
 
@@ -89,7 +89,7 @@ class ReferenceRun:
         ds = self.res.get("dataset") or {}
         what = (f"{where}: profile {self.res['profile']}, {count(ds.get('n_train'))} training / "
                 f"{count(ds.get('n_test'))} test images of {ds.get('dataset', '?')}, "
-                f"N = {count(_first(self.evaluation(), 'n_attacked'))}")
+                f"N = {attacked(self.evaluation())}")
         if not self.stale:
             return f"The reference run ({what}) is current: every stage was made by the code at HEAD."
         why = "; ".join(f"{stage}: {reason}" for stage, reason in self.stale.items())

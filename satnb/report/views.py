@@ -11,8 +11,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
-from satnb.report.cells import count, missing
-from satnb.report.claims import CLAIMS
+from satnb.report.cells import attacked, count, missing
+from satnb.report.claims import CLAIMS, assess
 from satnb.report.record import MISSING
 
 # the unit of a difference: percentage points for proportions; an L2 metric names its own unit
@@ -156,3 +156,13 @@ def environment_view(env: pd.Series) -> pd.Series:
     if isinstance(wall, (int, float)) and not (isinstance(wall, float) and math.isnan(wall)):
         out["wall_time_s"] = f"{wall:,.1f} s ({wall / 60:,.1f} min)"
     return out.rename({"wall_time_s": "wall time"})
+
+
+def verdicts(runs: dict[str, dict], space: str = "pixel") -> pd.DataFrame:
+    """One row of claim verdicts per run (this build's and every committed one), a column per claim ("claim 1")."""
+    rows = {}
+    for name, res in runs.items():
+        n = attacked(res["evaluation"].get(space, {}))
+        heading = f"{name} ({res['profile']}, {res['dataset']['dataset']}, N={n})"
+        rows[heading] = {f"claim {c.number}": c.verdict for c in assess(res, space)}
+    return pd.DataFrame.from_dict(rows, orient="index")

@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from satnb.experiment.run import stage_fingerprints
 from satnb.report.differences import BEGIN, END, known_differences, readme_section, with_readme_section
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +58,9 @@ def test_guide_and_l2_lines_follow_the_quick_file(tmp_path):
     other = next(g for g in res["grid"] if g["eps_space"] == "pixel")
     ours = f"{100 * res['evaluation']['pixel']['sup']['dsr_small']:.1f}%"
     theirs = f"{100 * other['evaluation']['sup']['dsr_small']:.1f}%"
-    assert f"SUP {ours} (paper's rule) vs {theirs} (authors')" in known_differences(tmp_path)
+    n_ours, n_theirs = res["evaluation"]["pixel"]["sup"]["n_attacked"], other["evaluation"]["sup"]["n_attacked"]
+    assert f"SUP {ours} (paper's rule, N = {n_ours:,}) vs {theirs} (authors', N = {n_theirs:,})" in \
+        known_differences(tmp_path)
     other["evaluation"]["sup"]["dsr_small"] = 0.123
     strong = res["strong_l2"]["amdim"]
     assert f"{strong['l2_mean_broken_norm']:.3f} with {strong['opt_unbroken']} of {strong['opt_n']} unbroken" in \
@@ -65,5 +68,33 @@ def test_guide_and_l2_lines_follow_the_quick_file(tmp_path):
     del res["strong_l2"]
     (tmp_path / "quick-cifar10.json").write_text(json.dumps(res))
     text = known_differences(tmp_path)
-    assert "vs 12.3% (authors')" in text
+    assert "vs 12.3% (authors', N = " in text
     assert "no committed run holds the optimisation attack at the authors' budget" in text
+
+
+def test_measured_variants_come_from_the_reference_run_once_it_is_current(tmp_path):
+    for name in ("cpu-cifar10.json", "quick-cifar10.json"):
+        shutil.copy(ROOT / "results" / name, tmp_path / name)
+    ref = json.loads((tmp_path / "cpu-cifar10.json").read_text())
+    ref["provenance"]["stage_code"] = stage_fingerprints()  # current, whatever HEAD's code is
+    (tmp_path / "cpu-cifar10.json").write_text(json.dumps(ref))
+    text = known_differences(tmp_path)
+    for opening in ("label smoothing 0.1 (our earlier recipe) is the variant `sup-ls0.1`. On",
+                    "The guide-group rule changes the attack's strength: on", "as measured on"):
+        assert f"{opening} `results/cpu-cifar10.json` (current)" in text, opening
+    sup, smooth = ref["evaluation"]["pixel"]["sup"], ref["evaluation"]["pixel"]["sup-ls0.1"]
+    assert f"N = {sup['n_attacked']:,} and {smooth['n_attacked']:,})" in text  # each model's own N
+    ref["provenance"]["stage_code"] = {**ref["provenance"]["stage_code"], "evaluate": "0" * 16}  # stale: quick's
+    (tmp_path / "cpu-cifar10.json").write_text(json.dumps(ref))
+    text = known_differences(tmp_path)
+    assert "`results/quick-cifar10.json` (" in text and "is the variant `sup-ls0.1`. On `results/cpu" not in text
+
+
+def test_the_proxy_line_prefers_the_reference_scale(tmp_path):
+    shutil.copy(ROOT / "results" / "quick-cifar10-labelled250.json", tmp_path / "quick-cifar10-labelled250.json")
+    assert "`results/quick-cifar10-labelled250.json`" in known_differences(tmp_path)
+    assert "No `cpu`-scale proxy run exists yet." in known_differences(tmp_path)
+    shutil.copy(tmp_path / "quick-cifar10-labelled250.json", tmp_path / "cpu-cifar10-labelled500.json")
+    text = known_differences(tmp_path)
+    assert "On the proxy run `results/cpu-cifar10-labelled500.json`" in text
+    assert "No `cpu`-scale proxy run exists yet." not in text

@@ -5,6 +5,8 @@ Nothing happens at import; `set_theme()` (called by `satnb.setup()`) applies the
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -29,7 +31,7 @@ def _grid(n: int, ncols: int, height: float, **kw) -> tuple[plt.Figure, np.ndarr
     return fig, axes
 
 
-def model_palette(names) -> dict[str, tuple[float, float, float]]:
+def model_palette(names: Iterable[str]) -> dict[str, tuple[float, float, float]]:
     """A distinct colour for each name, in order: tab10 up to ten names, evenly spaced hues beyond (no repeats)."""
     names = list(dict.fromkeys(names))
     colors = sns.color_palette("tab10" if len(names) <= 10 else "husl", len(names))

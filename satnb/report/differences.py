@@ -68,7 +68,7 @@ def _proxy(directory: Path) -> str:
             ("" if name == PROXY_FILES[0] else " No `cpu`-scale proxy run exists yet."))
 
 
-def _smoothing(res: dict | None, name: str) -> str:
+def _smoothing(res: dict | None, name: str, state: str) -> str:
     """What label smoothing does to SUP's robustness, read from a run that trained both (the variant `sup-ls0.1`)."""
     plain, smooth = ModelId.pretrained("sup"), ModelId.pretrained("sup", variant="ls0.1")
     ev = (res or {}).get("evaluation", {}).get("pixel", {})
@@ -84,14 +84,14 @@ def _smoothing(res: dict | None, name: str) -> str:
     n = f"N = {count(a['n_attacked'])}" + ("" if a["n_attacked"] == b["n_attacked"] else
                                               f" and {count(b['n_attacked'])}")
     return (f"- SUP is trained with plain cross-entropy, as the paper's; label smoothing 0.1 (our earlier recipe) is "
-            f"the variant `{smooth.name}`. On `results/{name}` ({_state(res)}): clean accuracy {_pct(a['acc'])} "
+            f"the variant `{smooth.name}`. On `results/{name}` ({state}): clean accuracy {_pct(a['acc'])} "
             f"plain vs {_pct(b['acc'])} smoothed, DSR small under the paper's gradient attack {_pct(a['dsr_small'])} "
             f"vs {_pct(b['dsr_small'])}{worst} (the first seed, {n}). The primary SUP is the plain "
             "one; the report shows the variant beside it, and a gain that vanished under stronger attacks would be "
             "gradient masking.")
 
 
-def _guide(res: dict | None, name: str) -> str:
+def _guide(res: dict | None, name: str, state: str) -> str:
     """What the guide-group rule does to DSR, read from a grid run (the primary rule's cell and the other's)."""
     ev = (res or {}).get("evaluation", {}).get("pixel", {})
     other = next((g for g in (res or {}).get("grid") or [] if g.get("eps_space") == "pixel"), None)
@@ -103,12 +103,12 @@ def _guide(res: dict | None, name: str) -> str:
     parts = [f"{ModelId.pretrained(n).label} {_pct(ev[n]['dsr_small'])} ({rule_a}'s rule, N = "
              f"{count(ev[n]['n_attacked'])}) vs {_pct(other['evaluation'][n]['dsr_small'])} ({rule_b}', N = "
              f"{count(other['evaluation'][n]['n_attacked'])})" for n in names]
-    return (f"- The guide-group rule changes the attack's strength: on `results/{name}` ({_state(res)}), DSR "
+    return (f"- The guide-group rule changes the attack's strength: on `results/{name}` ({state}), DSR "
             f"small in pixel units: {'; '.join(parts)} (the first seed). The report judges every claim under both "
             "rules (the protocol grid).")
 
 
-def _l2(res: dict | None, name: str) -> str:
+def _l2(res: dict | None, name: str, state: str) -> str:
     """Why Table 1's L2 differs from the paper's, read from a run that also ran the authors' attack budget."""
     ev, strong = (res or {}).get("evaluation", {}).get("pixel", {}), (res or {}).get("strong_l2") or {}
     names = [n for n in ("amdim", "sup") if n in ev and n in strong and ev[n].get("opt_n")]
@@ -126,7 +126,7 @@ def _l2(res: dict | None, name: str) -> str:
     return ("- L2: Table 1 shows the authors' statistic, the mean L2 over the broken images in normalised units "
             f"(paper: {paper_value('SSL (AMDIM)', 'L2'):.3f} AMDIM, {paper_value('SUP', 'L2'):.3f} SUP); its size "
             "depends on the units and on how long the attack searches, as measured on "
-            f"`results/{name}` ({_state(res)}): " + "; ".join(parts) + ". Claim 1 compares median L2 in pixel "
+            f"`results/{name}` ({state}): " + "; ".join(parts) + ". Claim 1 compares median L2 in pixel "
             "units at the authors' budget, unbroken images counted as infinitely far.")
 
 
@@ -135,8 +135,10 @@ def known_differences(directory: Path | str | None = None) -> str:
     directory = Path(directory) if directory is not None else results_dir()
     reference, quick = _read(directory, REFERENCE_FILE), _read(directory, QUICK_FILE)
     # the measured variants come from the reference run once it is current (the largest N), else the quick run
-    measured = (reference, REFERENCE_FILE) if reference is not None and not staleness(reference) else \
-        (quick, QUICK_FILE)
+    # the measured file's staleness is read once for its three lines (it fingerprints satnb's code)
+    ref_state = _state(reference) if reference is not None else ""
+    measured = (reference, REFERENCE_FILE, ref_state) if ref_state == "current" else \
+        (quick, QUICK_FILE, _state(quick) if quick is not None else "")
     lines = [
         f"- Scale: the CPU profiles train small encoders briefly on subsets or all of CIFAR-10, so clean accuracy is "
         f"far below the paper's ({_pct(paper_value('SSL (AMDIM)', 'ACC'))} AMDIM, {_pct(paper_value('SUP', 'ACC'))} "

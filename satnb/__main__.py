@@ -224,11 +224,12 @@ def _write_results(results: dict, out: Path, t0: float) -> None:
     from satnb.core.config import ConfigError
     from satnb.core.store import atomic_write_bytes
     from satnb.report.claims import claims_records
+    from satnb.report.compact import pack_results
     from satnb.report.record import judged_space
 
     # verdict, rule and paired differences with their intervals
     results["claims"] = claims_records(results, judged_space(results))
-    text = json.dumps(results, indent=1, sort_keys=True) + "\n"
+    text = json.dumps(pack_results(results), indent=1, sort_keys=True) + "\n"
     try:
         atomic_write_bytes(out, lambda fh: fh.write(text.encode()))  # a failed write leaves the old file whole
     except OSError as err:

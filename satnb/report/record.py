@@ -31,6 +31,7 @@ from satnb.core.identity import BASELINES, PRETRAINED, SSL, ModelId, supervised_
 from satnb.core.variants import SAT_VARIANTS
 from satnb.defences import SAT_OBJECTIVES
 from satnb.experiment.run import STAGE_CODE, stage_fingerprints
+from satnb.report.compact import unpack_results
 
 MISSING = "not recorded"  # what a table or sentence shows for a number or name a record does not hold
 FIX = "rerun `python -m satnb run` for it or delete the entry"
@@ -54,6 +55,7 @@ def load_results(path) -> dict:
         raise ValueError(f"{path} nests JSON too deeply to be a satnb results file; {fix}") from err
     if not isinstance(res, dict):
         raise ValueError(f"{path} holds a JSON {type(res).__name__}, not a satnb results file; {fix}")
+    res = unpack_results(res, str(path))
     for key, kind in (("profile", str), ("dataset", dict), ("evaluation", dict)):
         if not isinstance(res.get(key), kind):
             raise ValueError(f"{path} lacks {key!r} (or it is not a {kind.__name__}): not a satnb results file; {fix}")

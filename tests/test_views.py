@@ -3,6 +3,7 @@
 import math
 
 import pandas as pd
+import pytest
 
 from satnb.report import claims, tables, views
 from satnb.report.record import MISSING
@@ -94,6 +95,18 @@ def test_environment_view_shortens_the_commit_and_names_minutes():
                               "dataset": {"source": "image-folder-archive:/data/cifar10-jpeg.tar.gz"}})
     view = views.environment_view(env)
     assert view["git_commit"] == "4c22f0aac0+dirty" and view["wall time"] == "3,850.8 s (64.2 min)"
+
+
+def test_environment_tables_keep_every_run_in_order_at_most_three_a_table():
+    envs = {f"run {i}": tables.environment({"provenance": {"git_commit": f"{i}" * 40, "threads": i},
+                                            "dataset": {"source": "image-folder-archive:/d/c.tar.gz"}})
+            for i in range(5)}
+    parts = views.environment_tables(envs)
+    assert [list(p.columns) for p in parts] == [["run 0", "run 1", "run 2"], ["run 3", "run 4"]]
+    assert parts[1].loc["git_commit", "run 4"] == "4" * 10 and parts[0].loc["threads", "run 2"] == 2
+    assert len(views.environment_tables(envs, per_table=5)) == 1 and views.environment_tables({}) == []
+    with pytest.raises(ValueError, match="per_table"):
+        views.environment_tables(envs, per_table=0)
 
 
 def test_claims_verdicts_have_a_row_per_run_and_a_column_per_claim(monkeypatch):

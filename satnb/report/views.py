@@ -158,6 +158,15 @@ def environment_view(env: pd.Series) -> pd.Series:
     return out.rename({"wall_time_s": "wall time"})
 
 
+def environment_tables(envs: dict[str, pd.Series], per_table: int = 3) -> list[pd.DataFrame]:
+    """`environment_view` of each run, a column per run, in tables of at most `per_table` runs (fits the page)."""
+    if per_table < 1:
+        raise ValueError(f"per_table must be at least 1, not {per_table}")
+    names = list(envs)
+    return [pd.concat({name: environment_view(envs[name]) for name in names[i:i + per_table]}, axis=1)
+            for i in range(0, len(names), per_table)]
+
+
 def verdicts(runs: dict[str, dict], space: str = "pixel") -> pd.DataFrame:
     """One row of claim verdicts per run (this build's and every committed one), a column per claim ("claim 1")."""
     rows = {}

@@ -100,3 +100,11 @@ def test_the_view_is_a_column_per_method_with_formatted_values():
     assert list(view.columns) == list(table.index) and list(view.index) == list(table.columns)
     assert view.loc["target", "sup"] == "90.0%" and view.loc["met"].isin(["yes", "no"]).all()
     assert view.loc["kNN accuracy (mean)", "sup"] == f"{table.loc['sup', 'kNN accuracy (mean)']:.1%}"
+
+
+def test_a_label_scarce_run_has_no_target_lines():
+    from satnb.report.record import load_results
+    res = load_results(ROOT / "results" / "cpu-cifar10.json")
+    assert targets.targets_text(res)  # the reference run is judged against its targets
+    scarce = {**res, "settings": {**res["settings"], "labelled_per_class": 500}}
+    assert targets.targets_text(scarce) == []  # its SUP saw 5 000 labels: the full run's targets do not apply

@@ -128,8 +128,8 @@ def longer_run(profile: str, dataset: str, directory: Path | None = None) -> dic
 
 def targets_text(res: dict) -> list[str]:
     """The report's lines on a reference run's targets (the `cpu` profile's; [] for other profiles)."""
-    if res.get("profile") != "cpu":
-        return []
+    if res.get("profile") != "cpu" or (res.get("settings") or {}).get("labelled_per_class"):
+        return []  # a label-scarce run trains SUP on a subset: the targets are the full run's
     table = target_table(res, longer_run("cpu", (res.get("dataset") or {}).get("dataset", "")))
     if table.empty:
         return []

@@ -20,11 +20,15 @@ def point(rng, acc, robust_given_correct, unit, it):
             "per_image": {"correct": stats.pack_bits(correct), "survived_small": stats.pack_bits(survived)}}
 
 
-def record(rng, sat, defences):
-    """A label-scarce record: SAT's trajectory and AT's, MAT's and ALP's, each as (acc, robust | correct) pairs."""
+def record(rng, sat, defences, starts=((0.30, 0.1), (0.99, 0.1))):
+    """A label-scarce record: SAT's trajectory and AT's, MAT's and ALP's, each as (acc, robust | correct) pairs after
+    their starting points (iteration / epoch 0: SSL's and SUP's (acc, robust | correct), `starts`)."""
+    ssl, sup = starts
     return {"settings": {"labelled_per_class": 100}, "dataset": {"dataset": "cifar10"},
-            "sat": {"amdim": {"trajectory": [point(rng, a, r, "iteration", 10 * i) for i, (a, r) in enumerate(sat)]}},
-            "baselines": {name: {"trajectory": [point(rng, a, r, "epoch", i) for i, (a, r) in enumerate(points)]}
+            "sat": {"amdim": {"trajectory": [point(rng, a, r, "iteration", 10 * i)
+                                             for i, (a, r) in enumerate([ssl, *sat])]}},
+            "baselines": {name: {"trajectory": [point(rng, a, r, "epoch", i)
+                                                for i, (a, r) in enumerate([sup, *points])]}
                           for name, points in defences.items()}}
 
 
@@ -43,7 +47,7 @@ def test_frontier_wins_loses_and_unmatched():
                            "alp": [(0.95, 0.9)]})  # never matched: better on both axes -> SAT loses (dominated)
     table = frontier.frontier(res).set_index("defence")
     assert table.loc["AT", "matched"] and table.loc["AT", "SAT"] == "holds"
-    assert table.loc["AT", "SAT point"] == 10 and table.loc["AT", "defence point"] == 0
+    assert table.loc["AT", "SAT point"] == 20 and table.loc["AT", "defence point"] == 1
     assert table.loc["MAT", "matched"] and table.loc["MAT", "SAT"] == "does not hold"
     assert not table.loc["ALP", "matched"] and table.loc["ALP", "SAT"] == "does not hold"
     assert frontier.frontier_verdict(frontier.frontier(res)) == "mixed"
@@ -56,6 +60,19 @@ def test_frontier_wins_loses_and_unmatched():
     assert "every training label" in frontier.frontier_text(full, [0])[2]  # named as outside claim 4's regime
 
 
+def test_frontier_never_pairs_a_starting_model():
+    rng = np.random.default_rng(2)
+    # the starting models (SSL, SUP) have the same clean accuracy and SSL is far more robust: paired, SAT would win;
+    # after fine-tuning SAT and AT meet at 60% and AT is far more robust: SAT loses
+    res = record(rng, sat=[(0.60, 0.3)], defences={"at": [(0.60, 0.7)]}, starts=((0.70, 0.6), (0.70, 0.1)))
+    table = frontier.frontier(res).set_index("defence")
+    assert table.loc["AT", "SAT point"] == 10 and table.loc["AT", "defence point"] == 1
+    assert table.loc["AT", "matched"] and table.loc["AT", "SAT"] == "does not hold"
+    # a trajectory that holds only its starting point gives no reading
+    only_start = record(rng, sat=[], defences={"at": [(0.60, 0.7)]})
+    assert frontier.frontier(only_start).empty
+
+
 def test_frontier_not_comparable_and_old_records():
     rng = np.random.default_rng(1)
     # unmatched and a trade-off (SAT less accurate, more robust): not comparable -> inconclusive
@@ -64,8 +81,8 @@ def test_frontier_not_comparable_and_old_records():
     assert table["SAT"].tolist() == [frontier.NOT_COMPARABLE]
     assert frontier.frontier_verdict(table) == "inconclusive at this N"
     # trajectories without per-image outcomes (older records): no reading
-    old = {"sat": {"amdim": {"trajectory": [{"acc": 0.5, "robust_small": 0.1}]}},
-           "baselines": {"at": {"trajectory": [{"acc": 0.5, "robust_small": 0.1}]}}}
+    old = {"sat": {"amdim": {"trajectory": [{"iteration": 10, "acc": 0.5, "robust_small": 0.1}]}},
+           "baselines": {"at": {"trajectory": [{"epoch": 1, "acc": 0.5, "robust_small": 0.1}]}}}
     assert frontier.frontier(old).empty and frontier.frontier_text(old, [0]) == []
 
 

@@ -7,6 +7,10 @@ accuracies are closest is the matched pair, and robust accuracy (small) is compa
 on the same test images. The pair is *matched* when the paired clean-accuracy difference's 95%
 interval holds 0; otherwise the trajectories never meet in clean accuracy and the closest pair is
 shown for what it is. Holm's step-down at 5% runs over the matched defences' robust comparisons.
+Only points after fine-tuning began are paired: each trajectory's first point (iteration or epoch 0)
+is its starting model, SSL (AMDIM) for SAT and SUP for the defences, so a pair holding one would
+compare an undefended model (both starting points: claim 1's AMDIM against SUP), not SAT against
+the defence.
 Against a defence SAT wins when it is matched and more robust, loses when matched and less robust;
 unmatched, SAT wins when the closest pair has it better on both axes (it dominates) and loses when
 worse on both, else the defence is not comparable. The claim holds, does not hold, is mixed or
@@ -26,16 +30,23 @@ from satnb.report.verdicts import FAILS, HOLDS, INCONCLUSIVE, combine, decide, h
 DEFENCES = ("AT", "MAT", "ALP")
 NOT_COMPARABLE = "not comparable"
 OUTCOME = {HOLDS: "wins", FAILS: "loses", NOT_COMPARABLE: "not comparable"}  # SAT's outcome against one defence
-RULE = ("claim 4 on the frontier: along SAT's and each defence's fine-tuning trajectories, the pair of points with "
-        "the closest clean accuracy; matched when their paired clean-accuracy difference's 95% interval holds 0, "
-        "then SAT wins or loses by robust accuracy small there (Holm over the matched defences); unmatched, SAT "
-        "wins when better on both axes, loses when worse on both, else not comparable; the claim combines the "
-        "comparable defences (holds / does not hold / mixed / inconclusive at this N)")
+RULE = ("claim 4 on the frontier: along SAT's and each defence's fine-tuning trajectories (after fine-tuning began: "
+        "each starting model, SSL or SUP, is left out), the pair of points with the closest clean accuracy; "
+        "matched when their paired clean-accuracy difference's 95% interval holds 0, then SAT wins or loses by "
+        "robust accuracy small there (Holm over the matched defences); unmatched, SAT wins when better on both "
+        "axes, loses when worse on both, else not comparable; the claim combines the comparable defences "
+        "(holds / does not hold / mixed / inconclusive at this N)")
 
 
 def _points(run: dict | None) -> list[dict]:
-    """The trajectory points of a fine-tuning run that carry per-image outcomes."""
-    return [r for r in ((run or {}).get("trajectory") or []) if has_outcomes(r) and r.get("acc") is not None]
+    """The trajectory points of a fine-tuning run after it began (not its starting model) with per-image outcomes."""
+    return [r for r in ((run or {}).get("trajectory") or [])
+            if has_outcomes(r) and r.get("acc") is not None and _step(r) not in (0, None)]
+
+
+def _step(point: dict) -> int | None:
+    """A trajectory point's SAT iteration or defence epoch (0: the starting model)."""
+    return point.get("iteration", point.get("epoch"))
 
 
 def matched_pair(sat_points: list[dict], defence_points: list[dict]) -> tuple[dict, dict] | None:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from satnb.core.identity import ModelId
 from satnb.report import targets
+from satnb.report.record import load_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = {"lr": 0.001, "optimizer": "adam", "label_smoothing": 0.0}
@@ -103,7 +104,6 @@ def test_the_view_is_a_column_per_method_with_formatted_values():
 
 
 def test_a_label_scarce_run_has_no_target_lines():
-    from satnb.report.record import load_results
     res = load_results(ROOT / "results" / "cpu-cifar10.json")
     assert targets.targets_text(res)  # the reference run is judged against its targets
     scarce = {**res, "settings": {**res["settings"], "labelled_per_class": 500}}

@@ -39,14 +39,8 @@ RULE = ("claim 4 on the frontier: along SAT's and each defence's fine-tuning tra
 
 
 def _points(run: dict | None) -> list[dict]:
-    """The trajectory points of a fine-tuning run after it began (not its starting model) with per-image outcomes."""
-    return [r for r in ((run or {}).get("trajectory") or [])
-            if has_outcomes(r) and r.get("acc") is not None and _step(r) not in (0, None)]
-
-
-def _step(point: dict) -> int | None:
-    """A trajectory point's SAT iteration or defence epoch (0: the starting model)."""
-    return point.get("iteration", point.get("epoch"))
+    """The trajectory points of a fine-tuning run after its first (its starting model) with per-image outcomes."""
+    return [r for r in ((run or {}).get("trajectory") or [])[1:] if has_outcomes(r) and r.get("acc") is not None]
 
 
 def matched_pair(sat_points: list[dict], defence_points: list[dict]) -> tuple[dict, dict] | None:
